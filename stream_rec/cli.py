@@ -1,0 +1,241 @@
+"""The ``stream-rec`` command.
+
+Exit codes: 0 success, 1 a failure while running (the message says what), 2 bad
+settings or arguments (the message names the setting or file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from stream_rec.config import Settings, SettingsError, load_settings
+from stream_rec.store import RedisStore
+
+log = logging.getLogger("stream_rec")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except SettingsError as exc:
+        print(f"stream-rec: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stream-rec",
+        description="A real-time recommender: Kafka events in, fresh top-k lists out. "
+        "Settings come from STREAM_REC_* environment variables (see the README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a trainer worker against the configured Kafka and Redis")
+    run.set_defaults(handler=_cmd_run)
+
+    demo = sub.add_parser(
+        "demo", help="start local Kafka and Redis, a worker and a synthetic stream"
+    )
+    demo.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="stream this long, then stop (default: until Ctrl-C)",
+    )
+    demo.add_argument("--rate", type=float, default=300.0, help="events per second (default 300)")
+    demo.add_argument("--users", type=int, default=300)
+    demo.add_argument("--items", type=int, default=400)
+    demo.add_argument("--show", type=int, default=3, help="users whose lists are printed")
+    demo.add_argument(
+        "--broker",
+        choices=["auto", "apache", "tansu"],
+        default="auto",
+        help="auto: Apache Kafka where Java and Maven exist, else Tansu",
+    )
+    demo.set_defaults(handler=_cmd_demo)
+
+    replay = sub.add_parser("replay", help="write a dataset into the events topic in time order")
+    replay.add_argument("--data", type=Path, required=True, help="dataset folder or file")
+    replay.add_argument(
+        "--format",
+        required=True,
+        dest="fmt",
+        choices=["movielens-csv", "movielens-100k", "movielens-1m", "jsonl"],
+    )
+    replay.add_argument("--limit", type=int, default=None, help="only the first N events")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.set_defaults(handler=_cmd_replay)
+
+    recommend = sub.add_parser("recommend", help="print a user's current list from Redis")
+    recommend.add_argument("user_id")
+    recommend.add_argument("--json", action="store_true", help="print the stored message as JSON")
+    recommend.set_defaults(handler=_cmd_recommend)
+
+    stats = sub.add_parser("stats", help="print counters and offsets read from Redis")
+    stats.add_argument("--json", action="store_true", help="one JSON object")
+    stats.set_defaults(handler=_cmd_stats)
+
+    show = sub.add_parser("settings", help="print the effective settings (secrets masked)")
+    show.set_defaults(handler=_cmd_settings)
+    return parser
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if settings.log_level != "DEBUG":
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def _cmd_run(_args: argparse.Namespace) -> int:
+    from stream_rec.stream.retry import Stopped  # noqa: PLC0415 - keep `--help` fast
+    from stream_rec.stream.worker import TrainerWorker  # noqa: PLC0415
+
+    settings = load_settings()
+    _configure_logging(settings)
+    worker = TrainerWorker(settings)
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: finishing the current batch, then stopping", signum)
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        worker.start()
+        worker.run()
+    except Stopped:
+        log.info("stopped before the worker was running")
+    except Exception:
+        log.exception("the worker failed; nothing of the failed batch was committed")
+        return 1
+    finally:
+        worker.close()
+    log.info("stopped cleanly")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from stream_rec.demo import DemoOptions, run_demo  # noqa: PLC0415
+    from stream_rec.services import ServiceError  # noqa: PLC0415
+
+    settings = load_settings()
+    _configure_logging(settings.model_copy(update={"log_level": "WARNING"}))
+    options = DemoOptions(
+        seconds=args.seconds,
+        rate=args.rate,
+        users=args.users,
+        items=args.items,
+        show=args.show,
+        broker=args.broker,
+    )
+    try:
+        return run_demo(options, out=lambda line: print(line, flush=True))
+    except ServiceError as exc:
+        print(f"stream-rec demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from itertools import islice  # noqa: PLC0415
+
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from stream_rec.evaluation.datasets import DatasetError, load_messages  # noqa: PLC0415
+    from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer  # noqa: PLC0415
+    from stream_rec.stream.replay import produce_all  # noqa: PLC0415
+
+    settings = load_settings()
+    _configure_logging(settings)
+    try:
+        messages = list(islice(load_messages(args.data, args.fmt), args.limit))
+    except (DatasetError, OSError) as exc:
+        print(f"stream-rec replay: {exc}", file=sys.stderr)
+        return 2
+    admin = make_admin(settings.kafka)
+    try:
+        ensure_topics(admin, settings.topics)
+    finally:
+        admin.close()
+    producer = make_producer(settings.kafka, settings.topics)
+    try:
+        with tqdm(total=len(messages), unit="ev", disable=args.no_progress, file=sys.stderr) as bar:
+            sent = produce_all(producer, settings.topics.events, messages, progress=bar)
+    finally:
+        producer.close()
+    print(f"wrote {sent} events to {settings.topics.events}")
+    return 0
+
+
+def _open_store(settings: Settings) -> RedisStore:
+    store = RedisStore.from_settings(settings.redis)
+    store.start()
+    return store
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _configure_logging(settings)
+    store = _open_store(settings)
+    try:
+        raw = store.recommendation(args.user_id)
+    finally:
+        store.close()
+    if raw is None:
+        print(
+            f"no list for user {args.user_id!r} (unknown user, or no events applied yet)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(raw.decode())
+        return 0
+    message = orjson.loads(raw)
+    print(f"user {message['user_id']}  version {message['version']}  model {message['model']}")
+    for rank, entry in enumerate(message["items"], start=1):
+        print(f"{rank:3d}. {entry['item_id']:<24} {entry['score']:.4f}")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _configure_logging(settings)
+    store = _open_store(settings)
+    try:
+        stats = store.stats()
+    finally:
+        store.close()
+    payload = {
+        "applied_events": stats.applied_events,
+        "item_events_sum": stats.item_events_sum,
+        "partition_offsets": stats.partition_offsets,
+        "users": stats.users,
+        "items": stats.items,
+    }
+    if args.json:
+        print(orjson.dumps(payload).decode())
+    else:
+        for key, value in payload.items():
+            print(f"{key:>18}: {value}")
+    return 0
+
+
+def _cmd_settings(_args: argparse.Namespace) -> int:
+    settings = load_settings()
+    print(settings.model_dump_json(indent=2))
+    return 0

@@ -1,0 +1,214 @@
+"""Settings: pydantic-settings, environment prefix ``STREAM_REC_``, groups nested by ``__``.
+
+The two a user sets first are ``STREAM_REC_KAFKA__BOOTSTRAP_SERVERS`` and
+``STREAM_REC_REDIS__URL``. Every field is documented; :func:`load_settings` turns any bad
+value, and any unknown ``STREAM_REC_*`` variable, into a :class:`SettingsError` whose
+message names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream_rec.model.params import ModelParams
+
+ENV_PREFIX = "STREAM_REC_"
+_NESTED = "__"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Group):
+    """How to reach the Kafka cluster (``STREAM_REC_KAFKA__*``)."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
+    """Comma-separated host:port list of brokers."""
+    client_id: str = "stream-rec"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    session_timeout_ms: int = Field(10_000, ge=1_000)
+    """Consumer group session timeout; a worker silent this long loses its partitions."""
+    heartbeat_interval_ms: int = Field(2_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1_000)
+    request_timeout_ms: int = Field(30_000, ge=1_000)
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments shared by every kafka-python client (secrets revealed here only)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism is not None:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            if self.sasl_password is not None:
+                options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = value
+        return options
+
+
+class RedisSettings(_Group):
+    """Where the model state lives (``STREAM_REC_REDIS__*``)."""
+
+    url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^(redis|rediss|unix)://")
+    """redis://[user:password@]host:port/db; rediss:// for TLS."""
+    password: SecretStr | None = None
+    """Overrides a password in the URL; keep it here so it never shows in a logged URL."""
+    key_prefix: str = Field("stream-rec", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    """Every key starts with this, so that several deployments share one Redis."""
+    socket_timeout_seconds: float = Field(5.0, gt=0)
+
+    def redacted_url(self) -> str:
+        """The URL with any password replaced by ``***``, safe to log."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+
+class TopicSettings(_Group):
+    """Topic names and how missing topics are created (``STREAM_REC_TOPICS__*``)."""
+
+    events: str = "stream-rec.events"
+    profiles: str = "stream-rec.profiles"
+    recommendations: str = "stream-rec.recommendations"
+    metrics: str = "stream-rec.metrics"
+    dead_letter: str = "stream-rec.dead-letter"
+    partitions: int = Field(4, ge=1, le=10_000)
+    """Partitions of the events topic when stream-rec creates it (its unit of scale-out)."""
+    replication_factor: int = Field(1, ge=1, le=16)
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Broker-side size limit set on the topics stream-rec creates; the dead-letter topic
+    must take whatever the events topic took."""
+
+
+class WorkerSettings(_Group):
+    """The trainer worker's loop (``STREAM_REC_WORKER__*``)."""
+
+    group_id: str = Field("stream-rec-trainer", min_length=1)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    """Where a new consumer group starts; earliest applies events written before it joined."""
+    batch_max_events: int = Field(2_000, ge=1, le=1_000_000)
+    """A micro-batch closes at this many records..."""
+    batch_max_seconds: float = Field(0.1, gt=0, le=60)
+    """...or this long after its first record arrived, whichever comes first."""
+    max_event_bytes: int = Field(65_536, ge=256)
+    """Larger messages are rejected as oversize (to the dead-letter topic)."""
+    retry_initial_seconds: float = Field(0.1, gt=0)
+    """First pause after a failed Redis or broker call; doubles up to the maximum."""
+    retry_max_seconds: float = Field(5.0, gt=0)
+    model_name: str = "stream-rec-mf"
+    """The ``model`` field of published lists."""
+
+
+class MetricsSettings(_Group):
+    """The Prometheus endpoint (``STREAM_REC_METRICS__*``)."""
+
+    host: str = "127.0.0.1"
+    """Bind address of /metrics; 0.0.0.0 exposes it beyond this machine."""
+    port: int = Field(9400, ge=0, le=65_535)
+    """0 turns the endpoint off."""
+
+
+class Settings(BaseSettings):
+    """All of stream-rec's settings; read from ``STREAM_REC_*`` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=_NESTED, extra="forbid", frozen=True
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Level of stream-rec's log lines (to stderr)."""
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    topics: TopicSettings = TopicSettings()
+    worker: WorkerSettings = WorkerSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    model: ModelParams = ModelParams()
+
+
+class SettingsError(ValueError):
+    """Start-up must stop: a setting is invalid. The message names the variable."""
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable of a validation error location.
+
+    >>> env_name(("kafka", "bootstrap_servers"))
+    'STREAM_REC_KAFKA__BOOTSTRAP_SERVERS'
+    """
+    return ENV_PREFIX + _NESTED.join(str(part).upper() for part in loc)
+
+
+def _known_variables() -> set[str]:
+    names: set[str] = set()
+    for group, field in Settings.model_fields.items():
+        annotation = field.annotation
+        inner = getattr(annotation, "model_fields", None) or getattr(
+            annotation, "__dataclass_fields__", {}
+        )
+        names.add(env_name((group,)))
+        names.update(env_name((group, name)) for name in inner)
+    return names
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, plus explicit overrides (which win).
+
+    Raises :class:`SettingsError` naming the variable for a bad value or a misspelt name.
+    """
+    known = _known_variables() | _KNOWN_EXTRA
+    unknown = sorted(
+        name
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    )
+    if unknown:
+        raise SettingsError(
+            f"unknown setting {unknown[0]}: not one of stream-rec's settings (see README)"
+        )
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        shown = f" (got {error['input']!r})" if _printable(error) else ""
+        raise SettingsError(
+            f"invalid setting {env_name(error['loc'])}: {error['msg']}{shown}"
+        ) from None
+
+
+# Variables with our prefix that are read by other parts (tests, the cache), not Settings.
+_KNOWN_EXTRA = frozenset(
+    {
+        "STREAM_REC_CACHE_DIR",
+        "STREAM_REC_KAFKA_LIBS",
+        "STREAM_REC_KAFKA_BOOTSTRAP",
+        "STREAM_REC_REDIS_URL",
+    }
+)
+
+
+def _printable(error: Mapping[str, Any]) -> bool:
+    """Whether an error's input may be echoed: scalars only, never secrets."""
+    loc = error.get("loc", ())
+    secret = any("password" in str(part) for part in loc)
+    return not secret and isinstance(error.get("input"), str | int | float)

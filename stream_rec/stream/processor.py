@@ -1,0 +1,302 @@
+"""One micro-batch, one way through: decode -> model -> top-k -> publish -> store.
+
+The order makes a crash at any point safe:
+1. rejected messages and the new lists are sent and flushed (acknowledged by Kafka);
+2. then the batch's state and the partitions' next offsets go to the store atomically;
+3. then the caller may commit the offsets to Kafka (for lag tooling only).
+A crash before 2 replays the batch from the stored offsets: the replay computes the same
+lists with the same versions, so a consumer sees at most a repeat, never a gap.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import orjson
+
+from stream_rec.events import REJECTION_REASONS, Interaction, Rejection, WatchEvent, decode_event
+from stream_rec.metrics import WorkerMetrics
+from stream_rec.model import KIND_NAMES, AppliedBatch, InteractionBatch, StreamingMF
+from stream_rec.store import Checkpoint, StateStore, StoreUnavailable
+from stream_rec.stream.records import RecordSink, SourceRecord
+from stream_rec.stream.retry import with_backoff
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+REASON_HEADER = "stream-rec.reason"
+DETAIL_HEADER = "stream-rec.detail"
+SOURCE_HEADER = "stream-rec.source"
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What the caller needs after a batch: next offsets per (topic, partition)."""
+
+    next_offsets: dict[tuple[str, int], int]
+    applied: int
+    rejected: int
+    published: int
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    event: Interaction
+    record_ts: float  # seconds
+
+
+@dataclass(frozen=True)
+class OutputTopics:
+    recommendations: str
+    dead_letter: str
+
+
+class BatchProcessor:
+    """Turns batches of consumed records into model steps, lists and one state commit.
+
+    ``retry_initial``/``retry_max`` bound the backoff while the store is unavailable;
+    ``stop`` ends such waiting (the batch is then not committed, and will be replayed).
+    """
+
+    def __init__(
+        self,
+        model: StreamingMF,
+        store: StateStore,
+        sink: RecordSink,
+        topics: OutputTopics,
+        metrics: WorkerMetrics,
+        *,
+        max_event_bytes: int,
+        model_name: str,
+        stop: threading.Event,
+        retry_initial: float = 0.1,
+        retry_max: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.model = model
+        self._store = store
+        self._sink = sink
+        self._topics = topics
+        self._metrics = metrics
+        self._max_event_bytes = max_event_bytes
+        self._model_name = model_name
+        self._stop = stop
+        self._retry = (retry_initial, retry_max)
+        self._clock = clock
+        self._versions: dict[str, int] = {}
+
+    def restore(self) -> dict[str, int]:
+        """Load the stored state into the model; return the stored next offsets."""
+        k = self.model.k
+        snapshot = self._with_store(lambda: self._store.load(k + 1, k + 2), "loading state")
+        self.model.restore(
+            snapshot.users,
+            snapshot.items,
+            snapshot.seen,
+            snapshot.rating_sum,
+            snapshot.rating_count,
+        )
+        self._versions = dict(snapshot.versions)
+        self._metrics.users.set(len(self.model.users))
+        self._metrics.items.set(len(self.model.items))
+        log.info(
+            "restored %d users, %d items, %d partition offsets",
+            len(snapshot.users.ids),
+            len(snapshot.items.ids),
+            len(snapshot.offsets),
+        )
+        return snapshot.offsets
+
+    def stored_offsets(self) -> dict[str, int]:
+        """Next offsets per "topic:partition" as the store has them (retried)."""
+        return self._with_store(self._store.offsets, "reading offsets")
+
+    def process(self, records: Sequence[SourceRecord]) -> BatchResult:
+        """Apply one batch end to end; returns once its state is committed to the store."""
+        started = time.perf_counter()
+        events, rejected = self._decode(records)
+        applied = self.model.apply(self._columns(events)) if events else None
+        lists = self._publish_lists(events, applied) if applied is not None else {}
+        self._sink.flush()  # lists and dead letters acknowledged before the state moves
+        published_at = self._clock()
+        next_offsets = _next_offsets(records)
+        checkpoint = self._checkpoint(applied, lists, next_offsets)
+        redis_started = time.perf_counter()
+        self._with_store(lambda: self._store.commit(checkpoint), "committing state")
+        self._metrics.redis_duration.observe(time.perf_counter() - redis_started)
+        self._observe(records, events, rejected, applied, lists, published_at)
+        self._metrics.batch_duration.observe(time.perf_counter() - started)
+        return BatchResult(next_offsets, len(events), sum(rejected.values()), len(lists))
+
+    def _decode(self, records: Sequence[SourceRecord]) -> tuple[list[_Decoded], Counter[str]]:
+        """Valid events merged across partitions by event time; rejects to dead letters."""
+        streams: dict[tuple[str, int], list[tuple[float, int, _Decoded]]] = defaultdict(list)
+        rejected: Counter[str] = Counter()
+        for seq, record in enumerate(records):
+            decoded = decode_event(record.value, self._max_event_bytes)
+            if isinstance(decoded, Rejection):
+                self._dead_letter(record, decoded)
+                rejected[decoded.reason] += 1
+                continue
+            item = _Decoded(decoded, record.timestamp / 1000.0)
+            streams[(record.topic, record.partition)].append((decoded.ts, seq, item))
+        # Each partition keeps its own order; across partitions the earlier event goes first.
+        merged = heapq.merge(*streams.values(), key=lambda entry: entry[0])
+        return [entry[2] for entry in merged], rejected
+
+    def _dead_letter(self, record: SourceRecord, rejection: Rejection) -> None:
+        headers = [
+            (REASON_HEADER, rejection.reason.encode()),
+            (DETAIL_HEADER, rejection.detail.encode()),
+            (SOURCE_HEADER, f"{record.topic}:{record.partition}:{record.offset}".encode()),
+        ]
+        self._sink.send(self._topics.dead_letter, record.key, record.value, headers)
+
+    @staticmethod
+    def _columns(events: Sequence[_Decoded]) -> InteractionBatch:
+        n = len(events)
+        kinds = np.empty(n, np.int8)
+        values = np.zeros(n, np.float32)
+        durations = np.full(n, np.nan, np.float32)
+        for e, item in enumerate(events):
+            event = item.event
+            kinds[e] = KIND_NAMES[event.type]
+            if isinstance(event, WatchEvent):
+                values[e] = event.watch_seconds
+                if event.duration_seconds is not None:
+                    durations[e] = event.duration_seconds
+            elif event.type == "rating":
+                values[e] = event.rating
+        return InteractionBatch(
+            [item.event.user_id for item in events],
+            [item.event.item_id for item in events],
+            kinds,
+            values,
+            durations,
+            np.fromiter((item.event.ts for item in events), np.float64, n),
+        )
+
+    def _publish_lists(self, events: Sequence[_Decoded], applied: AppliedBatch) -> dict[str, bytes]:
+        """A fresh top-k list for every touched user, sent to the recommendations topic."""
+        newest_ts: dict[str, float] = {}
+        for item in events:
+            user = item.event.user_id
+            newest_ts[user] = max(newest_ts.get(user, 0.0), item.event.ts)
+        rows, scores = self.model.recommend(applied.user_rows)
+        user_ids = self.model.users.ids
+        item_ids = self.model.items.ids
+        generated_at = self._clock()
+        lists: dict[str, bytes] = {}
+        for user_row, row_items, row_scores in zip(
+            applied.user_rows.tolist(), rows.tolist(), scores.tolist(), strict=True
+        ):
+            user = user_ids[user_row]
+            version = self._versions.get(user, 0) + 1
+            self._versions[user] = version
+            message = orjson.dumps(
+                {
+                    "user_id": user,
+                    "items": [
+                        {"item_id": item_ids[i], "score": round(s, 6)}
+                        for i, s in zip(row_items, row_scores, strict=True)
+                        if i >= 0
+                    ],
+                    "version": version,
+                    "model": self._model_name,
+                    "event_ts": newest_ts[user],
+                    "generated_at": generated_at,
+                }
+            )
+            lists[user] = message
+            self._sink.send(self._topics.recommendations, user.encode(), message)
+        return lists
+
+    def _checkpoint(
+        self,
+        applied: AppliedBatch | None,
+        lists: dict[str, bytes],
+        next_offsets: dict[tuple[str, int], int],
+    ) -> Checkpoint:
+        model = self.model
+        empty = np.zeros(0, np.int64)
+        users, items = model.export(
+            empty if applied is None else applied.user_rows,
+            empty if applied is None else applied.item_rows,
+        )
+        user_ids, item_ids = model.users.ids, model.items.ids
+        seen = (
+            {}
+            if applied is None
+            else {user_ids[u]: [item_ids[i] for i in new] for u, new in applied.new_seen.items()}
+        )
+        rating_sum, rating_count = model.rating_stats
+        return Checkpoint(
+            users=users,
+            items=items,
+            seen=seen,
+            lists=lists,
+            versions={user: self._versions[user] for user in lists},
+            rating_sum=rating_sum,
+            rating_count=rating_count,
+            offsets={
+                f"{topic}:{partition}": nxt for (topic, partition), nxt in next_offsets.items()
+            },
+        )
+
+    def _observe(
+        self,
+        records: Sequence[SourceRecord],
+        events: Sequence[_Decoded],
+        rejected: Counter[str],
+        applied: AppliedBatch | None,
+        lists: dict[str, bytes],
+        published_at: float,
+    ) -> None:
+        metrics = self._metrics
+        by_type: Counter[str] = Counter(item.event.type for item in events)
+        metrics.count_batch(len(records), by_type, {r: rejected[r] for r in REJECTION_REASONS})
+        metrics.batch_events.observe(len(records))
+        if not events or applied is None:
+            return
+        newest_record: dict[str, float] = {}
+        for item in events:
+            user = item.event.user_id
+            newest_record[user] = max(newest_record.get(user, 0.0), item.record_ts)
+        metrics.observe_freshness((newest_record[u] for u in lists), published_at)
+        metrics.published.inc(len(lists))
+        metrics.mark_newest(max(i.event.ts for i in events), max(newest_record.values()))
+        if applied.ratings:
+            metrics.loss["squared_error"].set(applied.squared_error / applied.ratings)
+        if applied.positives:
+            metrics.loss["ranking"].set(applied.ranking_loss / applied.positives)
+        metrics.users.set(len(self.model.users))
+        metrics.items.set(len(self.model.items))
+
+    def _with_store(self, call: Callable[[], _T], what: str) -> _T:
+        initial, maximum = self._retry
+        return with_backoff(
+            call,
+            (StoreUnavailable,),
+            what=what,
+            initial=initial,
+            maximum=maximum,
+            stop=self._stop,
+            on_failure=lambda _exc: self._metrics.store_errors.inc(),
+        )
+
+
+def _next_offsets(records: Sequence[SourceRecord]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), one past the highest offset in the batch."""
+    nxt: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        nxt[key] = max(nxt.get(key, 0), record.offset + 1)
+    return nxt

@@ -1,0 +1,209 @@
+"""The trainer worker: a consumer-group member that runs micro-batches through the processor.
+
+Lifecycle: ``start()`` connects (retrying with backoff while Redis or the broker is
+down), creates missing topics, loads the stored state and joins the group; ``run(stop)``
+loops until ``stop`` is set, then finishes the current batch, commits and returns;
+``close()`` releases everything. Partition offsets live in Redis with the state: on
+assignment the worker seeks to them, so each event changes the state once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, start_http_server
+
+from stream_rec.config import Settings
+from stream_rec.metrics import WorkerMetrics
+from stream_rec.model import StreamingMF
+from stream_rec.store import RedisStore, StateStore, StoreUnavailable
+from stream_rec.stream.kafka_io import (
+    KafkaSink,
+    ensure_topics,
+    make_admin,
+    make_consumer,
+    make_producer,
+)
+from stream_rec.stream.processor import BatchProcessor, OutputTopics
+from stream_rec.stream.records import SourceRecord
+from stream_rec.stream.retry import with_backoff
+
+log = logging.getLogger(__name__)
+
+_IDLE_POLL_SECONDS = 0.5
+
+
+class TrainerWorker:
+    """Consumes the events topic and keeps the model, its state and the lists current."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        store: StateStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = WorkerMetrics(self.registry)
+        self.stop_event = threading.Event()
+        self._store = store if store is not None else RedisStore.from_settings(settings.redis)
+        self._consumer: KafkaConsumer | None = None
+        self._sink: KafkaSink | None = None
+        self._processor: BatchProcessor | None = None
+        self._http: Any = None
+        self._pending: list[SourceRecord] = []
+        self.metrics_address: str | None = None
+
+    def start(self) -> None:
+        """Connect, create missing topics, restore state and join the consumer group."""
+        settings = self.settings
+        worker = settings.worker
+        model = StreamingMF(settings.model)
+        model.warmup()
+        self._retry(
+            self._store.start,
+            (StoreUnavailable,),
+            f"connecting to Redis at {settings.redis.redacted_url()}",
+        )
+        admin = self._retry(
+            lambda: make_admin(settings.kafka),
+            (KafkaError,),
+            "connecting to Kafka",
+        )
+        try:
+            self._retry(
+                lambda: ensure_topics(admin, settings.topics), (KafkaError,), "creating topics"
+            )
+        finally:
+            admin.close()
+        self._sink = KafkaSink(make_producer(settings.kafka, settings.topics))
+        self._processor = BatchProcessor(
+            model,
+            self._store,
+            self._sink,
+            OutputTopics(settings.topics.recommendations, settings.topics.dead_letter),
+            self.metrics,
+            max_event_bytes=worker.max_event_bytes,
+            model_name=worker.model_name,
+            stop=self.stop_event,
+            retry_initial=worker.retry_initial_seconds,
+            retry_max=worker.retry_max_seconds,
+        )
+        self._processor.restore()
+        consumer = self._retry(
+            lambda: make_consumer(settings.kafka, worker, settings.topics),
+            (KafkaError,),
+            "joining the consumer group",
+        )
+        consumer.subscribe([settings.topics.events], listener=_SeekToStoredOffsets(self))
+        self._consumer = consumer
+        if settings.metrics.port:
+            self._http, _ = start_http_server(
+                settings.metrics.port, addr=settings.metrics.host, registry=self.registry
+            )
+            self.metrics_address = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
+            log.info("metrics at %s", self.metrics_address)
+
+    def run(self) -> None:
+        """Poll and process micro-batches until :attr:`stop_event` is set."""
+        consumer = self._require(self._consumer)
+        worker = self.settings.worker
+        deadline = 0.0
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            wait = _IDLE_POLL_SECONDS if not self._pending else max(0.0, deadline - now)
+            polled = consumer.poll(
+                timeout_ms=int(wait * 1000),
+                max_records=max(1, worker.batch_max_events - len(self._pending)),
+            )
+            if polled and not self._pending:
+                deadline = time.monotonic() + worker.batch_max_seconds
+            for records in polled.values():
+                self._pending.extend(records)
+            if self._pending and (
+                len(self._pending) >= worker.batch_max_events or time.monotonic() >= deadline
+            ):
+                self._process_pending()
+        if self._pending:
+            self._process_pending()
+
+    def close(self) -> None:
+        """Commit the last offsets to Kafka and release every client; safe to call twice."""
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except KafkaError as exc:
+                log.warning("closing the consumer: %s", exc)
+            self._consumer = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+        self._store.close()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+    def _process_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        result = self._require(self._processor).process(batch)
+        offsets = {
+            TopicPartition(topic, partition): OffsetAndMetadata(nxt, "", -1)
+            for (topic, partition), nxt in result.next_offsets.items()
+        }
+        # Redis holds the authoritative offsets; this commit only keeps Kafka's lag current.
+        self._require(self._consumer).commit_async(offsets, callback=_log_commit_failure)
+
+    def drop_pending(self, partitions: Sequence[TopicPartition]) -> None:
+        """Forget unapplied records of revoked partitions: their next owner replays them."""
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._pending = [r for r in self._pending if (r.topic, r.partition) not in revoked]
+
+    def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
+        """Position each assigned partition at the next offset stored with the state."""
+        stored = self._require(self._processor).stored_offsets()
+        consumer = self._require(self._consumer)
+        for tp in partitions:
+            nxt = stored.get(f"{tp.topic}:{tp.partition}")
+            if nxt is not None:
+                consumer.seek(tp, nxt)
+        log.info("assigned %s", ", ".join(f"{tp.topic}:{tp.partition}" for tp in partitions))
+
+    def _retry(self, call: Any, retriable: tuple[type[BaseException], ...], what: str) -> Any:
+        worker = self.settings.worker
+        return with_backoff(
+            call,
+            retriable,
+            what=what,
+            initial=worker.retry_initial_seconds,
+            maximum=worker.retry_max_seconds,
+            stop=self.stop_event,
+        )
+
+    @staticmethod
+    def _require(value: Any) -> Any:
+        if value is None:
+            raise RuntimeError("TrainerWorker.start() has not been called")
+        return value
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
+    def __init__(self, worker: TrainerWorker) -> None:
+        self._worker = worker
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self._worker.drop_pending(revoked)
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self._worker.seek_to_stored(assigned)
+
+
+def _log_commit_failure(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.warning("Kafka offset commit failed (Redis offsets stay authoritative): %s", response)

@@ -253,7 +253,7 @@ def _report(produced: int, world: SyntheticWorld, store: RedisStore, show: int, 
     for user in sorted(lists)[:show]:
         liked = world.liked_item_ids(user)
         shown = " ".join(
-            f"{item}{'*' if item in liked else ''}({world.genres_of(item)[0]})"
+            f"{item}{'*' if item in liked else ''}({'/'.join(world.genres_of(item))})"
             for item in lists[user]
         )
         out(f"  {world.user_id(user)} likes {'+'.join(world.liked_genres(user))}: top-10 {shown}")

@@ -484,3 +484,24 @@ class LocalRedis:
             f"Redis on port {self.port} not ready after {timeout}s; log:\n"
             + self._process.log_tail()
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stream_rec.services fetch-kafka``: fetch (or find) the Kafka jars."""
+    import sys  # noqa: PLC0415
+
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["fetch-kafka"]:
+        print("usage: python -m stream_rec.services fetch-kafka", file=sys.stderr)
+        return 2
+    if shutil.which("java") is None:
+        print("no java on PATH: Apache Kafka cannot run here; the Tansu broker will be used")
+        return 0
+    libs = kafka_libs(fetch=True)
+    found = libs or "unavailable (no mvn): the Tansu broker will be used"
+    print(f"Apache Kafka {KAFKA_VERSION} jars: {found}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -36,7 +36,8 @@ HP_DEFAULT_DURATION = 8
 HP_RATING_W = 9
 HP_POSITIVE_RATING = 10
 HP_EXPLICIT_W = 11
-HP_SIZE = 12
+HP_RANK_LR = 12
+HP_SIZE = 13
 
 # Positions in the loss accumulator.
 LOSS_SQUARED_ERROR = 0
@@ -66,6 +67,7 @@ def hyper_vector(params: ModelParams) -> npt.NDArray[np.float64]:
     hp[HP_RATING_W] = params.rating_weight
     hp[HP_POSITIVE_RATING] = params.positive_rating
     hp[HP_EXPLICIT_W] = params.explicit_weight
+    hp[HP_RANK_LR] = params.ranking_learning_rate
     return hp
 
 
@@ -146,7 +148,7 @@ def _bpr_step(
     x = min(max(x, -30.0), 30.0)
     # d/dx of -log sigma(x) is -sigma(-x): the step shrinks as the pair gets ordered.
     g = weight / (1.0 + math.exp(x))
-    lr = hp[HP_LR]
+    lr = hp[HP_RANK_LR]
     blr = hp[HP_BIAS_LR]
     reg = hp[HP_REG]
     breg = hp[HP_BIAS_REG]

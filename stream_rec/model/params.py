@@ -31,7 +31,11 @@ class ModelParams:
     """Seeds vector initialisation and negative sampling (results are reproducible)."""
 
     learning_rate: Annotated[float, Gt(0.0), Le(1.0)] = 0.05
-    """SGD step size for latent factors, both objectives."""
+    """SGD step size for latent factors on ratings (the squared-error objective)."""
+
+    ranking_learning_rate: Annotated[float, Gt(0.0), Le(2.0)] = 0.2
+    """SGD step size for latent factors on positives (the ranking objective). Larger than
+    the explicit one: a BPR gradient is at most the event's weight, a rating error is not."""
 
     bias_learning_rate: Annotated[float, Ge(0.0), Le(1.0)] = 0.01
     """SGD step size for the user and item biases."""

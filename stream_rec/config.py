@@ -32,18 +32,29 @@ class KafkaSettings(_Group):
     bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
     """Comma-separated host:port list of brokers."""
     client_id: str = "stream-rec"
+    """Client id the broker logs and quotas see."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How clients talk to the brokers; SSL/SASL_SSL encrypt."""
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """SASL mechanism, with SASL_PLAINTEXT or SASL_SSL."""
     sasl_username: str | None = None
+    """SASL user name."""
     sasl_password: SecretStr | None = None
+    """SASL password (a secret: masked in output, never logged)."""
     ssl_cafile: str | None = None
+    """CA bundle that signs the brokers' certificates."""
     ssl_certfile: str | None = None
+    """Client certificate, for mutual TLS."""
     ssl_keyfile: str | None = None
+    """Client private key, for mutual TLS."""
     session_timeout_ms: int = Field(10_000, ge=1_000)
     """Consumer group session timeout; a worker silent this long loses its partitions."""
     heartbeat_interval_ms: int = Field(2_000, ge=100)
+    """How often a group member heartbeats (well under the session timeout)."""
     max_poll_interval_ms: int = Field(300_000, ge=1_000)
+    """A member that does not poll for this long leaves the group."""
     request_timeout_ms: int = Field(30_000, ge=1_000)
+    """How long a client waits for any broker response."""
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments shared by every kafka-python client (secrets revealed here only)."""
@@ -75,6 +86,7 @@ class RedisSettings(_Group):
     key_prefix: str = Field("stream-rec", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     """Every key starts with this, so that several deployments share one Redis."""
     socket_timeout_seconds: float = Field(5.0, gt=0)
+    """A Redis call that takes longer counts as a failure (and is retried)."""
 
     def redacted_url(self) -> str:
         """The URL with any password replaced by ``***``, safe to log."""
@@ -89,13 +101,19 @@ class TopicSettings(_Group):
     """Topic names and how missing topics are created (``STREAM_REC_TOPICS__*``)."""
 
     events: str = "stream-rec.events"
+    """Interaction events in (key = user id)."""
     profiles: str = "stream-rec.profiles"
+    """User profiles and item metadata in."""
     recommendations: str = "stream-rec.recommendations"
+    """Top-k lists out (key = user id; compacted)."""
     metrics: str = "stream-rec.metrics"
+    """Metric snapshots out."""
     dead_letter: str = "stream-rec.dead-letter"
+    """Rejected messages, unchanged, with the reason in headers."""
     partitions: int = Field(4, ge=1, le=10_000)
     """Partitions of the events topic when stream-rec creates it (its unit of scale-out)."""
     replication_factor: int = Field(1, ge=1, le=16)
+    """Replicas of each topic stream-rec creates (3 in production clusters)."""
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     """Broker-side size limit set on the topics stream-rec creates; the dead-letter topic
     must take whatever the events topic took."""
@@ -105,6 +123,7 @@ class WorkerSettings(_Group):
     """The trainer worker's loop (``STREAM_REC_WORKER__*``)."""
 
     group_id: str = Field("stream-rec-trainer", min_length=1)
+    """Consumer group of the trainer workers; all workers of one model share it."""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     """Where a new consumer group starts; earliest applies events written before it joined."""
     batch_max_events: int = Field(2_000, ge=1, le=1_000_000)
@@ -116,6 +135,7 @@ class WorkerSettings(_Group):
     retry_initial_seconds: float = Field(0.1, gt=0)
     """First pause after a failed Redis or broker call; doubles up to the maximum."""
     retry_max_seconds: float = Field(5.0, gt=0)
+    """Longest pause between retries."""
     model_name: str = "stream-rec-mf"
     """The ``model`` field of published lists."""
 

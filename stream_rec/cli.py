@@ -119,8 +119,8 @@ def _cmd_run(_args: argparse.Namespace) -> int:
     try:
         worker.start()
         worker.run()
-    except Stopped:
-        log.info("stopped before the worker was running")
+    except Stopped as exc:
+        log.info("stopped while waiting for a service (%s); nothing uncommitted is lost", exc)
     except Exception:
         log.exception("the worker failed; nothing of the failed batch was committed")
         return 1

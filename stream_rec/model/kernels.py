@@ -206,13 +206,15 @@ def apply_events(
     hp: npt.NDArray[np.float64],
     seed: int,
     losses: npt.NDArray[np.float64],
+    negatives_out: npt.NDArray[np.int64],
 ) -> int:
     """Apply events ``e = 0..n-1`` in order, one SGD step each; return the known item count.
 
     Item rows must have been assigned in order of first appearance, so that an event only
     samples negatives among items that had appeared by then (``n_known_items`` counts those
     before the batch). ``rating_stats`` is [sum, count] of all ratings so far (mu is their
-    mean); counts and ``losses`` accumulate in place.
+    mean); counts and ``losses`` accumulate in place. ``negatives_out[e]`` receives the
+    item row stepped as event e's negative, or -1: those rows changed too.
     """
     draws = int(hp[HP_NEGATIVES])
     seed_key = mix64(np.uint64(seed))
@@ -234,9 +236,11 @@ def apply_events(
             err = _explicit_step(U, V, u, i, values[e], mu, hp)
             losses[LOSS_SQUARED_ERROR] += err * err
             losses[LOSS_RATINGS] += 1.0
+        negatives_out[e] = -1
         weight = positive_weight(kind, values[e], durations[e], hp)
         if weight > 0.0 and n_known > 1:
             j = _hardest_negative(U, V, u, i, n_known, draws, state)
+            negatives_out[e] = j
             if j >= 0:
                 losses[LOSS_RANKING] += _bpr_step(U, V, u, i, j, weight, hp)
                 losses[LOSS_POSITIVES] += 1.0

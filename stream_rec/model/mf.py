@@ -30,7 +30,8 @@ _CONSUMED_CODES = np.array(sorted(int(k) for k in CONSUMED_KINDS), np.int8)
 class AppliedBatch:
     """What one :meth:`StreamingMF.apply` changed.
 
-    ``user_rows``/``item_rows``: the distinct rows touched, in order of first touch;
+    ``user_rows``/``item_rows``: the distinct rows changed (items: the events' items and
+    the sampled negatives that were stepped), in order of first touch;
     ``new_seen``: user row -> item rows that user consumed for the first time.
     """
 
@@ -82,6 +83,7 @@ class StreamingMF:
         items = self.items.rows_for(batch.item_ids)
         self._grow_seen()
         losses = np.zeros(LOSS_SIZE, np.float64)
+        negatives = np.empty(len(batch), np.int64)
         apply_events(
             self.users.rows,
             self.items.rows,
@@ -98,6 +100,7 @@ class StreamingMF:
             self._hp,
             self.params.seed,
             losses,
+            negatives,
         )
         consumed = np.isin(batch.kinds, _CONSUMED_CODES)
         new_seen: dict[int, list[int]] = {}
@@ -108,7 +111,10 @@ class StreamingMF:
                 new_seen.setdefault(user, []).append(item)
         return AppliedBatch(
             np.fromiter(dict.fromkeys(users.tolist()), np.int64),
-            np.fromiter(dict.fromkeys(items.tolist()), np.int64),
+            # The events' items, then the negatives stepped: every item row that changed.
+            np.fromiter(
+                dict.fromkeys([*items.tolist(), *negatives[negatives >= 0].tolist()]), np.int64
+            ),
             new_seen,
             float(losses[LOSS_SQUARED_ERROR]),
             int(losses[LOSS_RATINGS]),

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
@@ -35,6 +35,7 @@ from stream_rec.stream.records import SourceRecord
 from stream_rec.stream.retry import with_backoff
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _IDLE_POLL_SECONDS = 0.5
 
@@ -58,6 +59,7 @@ class TrainerWorker:
         self._processor: BatchProcessor | None = None
         self._http: Any = None
         self._pending: list[SourceRecord] = []
+        self._committed: dict[TopicPartition, OffsetAndMetadata] = {}
         self.metrics_address: str | None = None
 
     def start(self) -> None:
@@ -137,6 +139,8 @@ class TrainerWorker:
         """Commit the last offsets to Kafka and release every client; safe to call twice."""
         if self._consumer is not None:
             try:
+                if self._committed:  # the async commits may still be in flight: make sure
+                    self._consumer.commit(self._committed)
                 self._consumer.close(autocommit=False)
             except KafkaError as exc:
                 log.warning("closing the consumer: %s", exc)
@@ -159,11 +163,14 @@ class TrainerWorker:
         }
         # Redis holds the authoritative offsets; this commit only keeps Kafka's lag current.
         self._require(self._consumer).commit_async(offsets, callback=_log_commit_failure)
+        self._committed.update(offsets)
 
     def drop_pending(self, partitions: Sequence[TopicPartition]) -> None:
         """Forget unapplied records of revoked partitions: their next owner replays them."""
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self._pending = [r for r in self._pending if (r.topic, r.partition) not in revoked]
+        for tp in partitions:
+            self._committed.pop(tp, None)
 
     def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
         """Position each assigned partition at the next offset stored with the state."""
@@ -175,7 +182,9 @@ class TrainerWorker:
                 consumer.seek(tp, nxt)
         log.info("assigned %s", ", ".join(f"{tp.topic}:{tp.partition}" for tp in partitions))
 
-    def _retry(self, call: Any, retriable: tuple[type[BaseException], ...], what: str) -> Any:
+    def _retry(
+        self, call: Callable[[], _T], retriable: tuple[type[BaseException], ...], what: str
+    ) -> _T:
         worker = self.settings.worker
         return with_backoff(
             call,
@@ -187,7 +196,7 @@ class TrainerWorker:
         )
 
     @staticmethod
-    def _require(value: Any) -> Any:
+    def _require(value: _T | None) -> _T:
         if value is None:
             raise RuntimeError("TrainerWorker.start() has not been called")
         return value

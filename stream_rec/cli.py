@@ -103,8 +103,8 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def _cmd_run(_args: argparse.Namespace) -> int:
-    from stream_rec.stream.retry import Stopped  # noqa: PLC0415 - keep `--help` fast
-    from stream_rec.stream.worker import TrainerWorker  # noqa: PLC0415
+    from stream_rec.stream.retry import Stopped
+    from stream_rec.stream.worker import TrainerWorker
 
     settings = load_settings()
     _configure_logging(settings)
@@ -131,8 +131,8 @@ def _cmd_run(_args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from stream_rec.demo import DemoOptions, run_demo  # noqa: PLC0415
-    from stream_rec.services import ServiceError  # noqa: PLC0415
+    from stream_rec.demo import DemoOptions, run_demo
+    from stream_rec.services import ServiceError
 
     settings = load_settings()
     _configure_logging(settings.model_copy(update={"log_level": "WARNING"}))
@@ -152,13 +152,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from itertools import islice  # noqa: PLC0415
+    from itertools import islice
 
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
-    from stream_rec.evaluation.datasets import DatasetError, load_messages  # noqa: PLC0415
-    from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer  # noqa: PLC0415
-    from stream_rec.stream.replay import produce_all  # noqa: PLC0415
+    from stream_rec.evaluation.datasets import DatasetError, load_messages
+    from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer
+    from stream_rec.stream.replay import produce_all
 
     settings = load_settings()
     _configure_logging(settings)

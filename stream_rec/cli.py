@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from stream_rec.config import Settings, SettingsError, load_settings
+from stream_rec.config import Settings, SettingsError, load_settings, settings_markdown
 from stream_rec.store import RedisStore
 
 log = logging.getLogger("stream_rec")
@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.set_defaults(handler=_cmd_stats)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)")
+    show.add_argument("--markdown", action="store_true", help="the table of every setting instead")
     show.set_defaults(handler=_cmd_settings)
     return parser
 
@@ -156,7 +157,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from stream_rec.evaluation.datasets import DatasetError, load_messages
+    from stream_rec.evaluation.datasets import load_messages
+    from stream_rec.evaluation.movielens import DatasetError
     from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer
     from stream_rec.stream.replay import produce_all
 
@@ -235,7 +237,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_settings(_args: argparse.Namespace) -> int:
+def _cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(settings_markdown())
+        return 0
     settings = load_settings()
     print(settings.model_dump_json(indent=2))
     return 0

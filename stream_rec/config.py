@@ -8,8 +8,13 @@ message names the variable.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
 import os
+import textwrap
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -232,3 +237,59 @@ def _printable(error: Mapping[str, Any]) -> bool:
     loc = error.get("loc", ())
     secret = any("password" in str(part) for part in loc)
     return not secret and isinstance(error.get("input"), str | int | float)
+
+
+def settings_reference() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) of every setting, from the fields' docstrings."""
+    rows: list[tuple[str, str, str]] = []
+    top_docs = _field_docs(Settings)
+    for group, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and (
+            issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation)
+        ):
+            docs = _field_docs(annotation)
+            defaults = _defaults(annotation)
+            rows += [
+                (env_name((group, n)), _shown(d), docs.get(n, "")) for n, d in defaults.items()
+            ]
+        else:
+            rows.append((env_name((group,)), _shown(field.default), top_docs.get(group, "")))
+    return rows
+
+
+def settings_markdown() -> str:
+    """The settings table of the README."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, default, doc in settings_reference():
+        lines.append(f"| `{name}` | {f'`{default}`' if default else ''} | {doc} |")
+    return "\n".join(lines)
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    if dataclasses.is_dataclass(cls):
+        return {f.name: f.default for f in dataclasses.fields(cls)}
+    fields: dict[str, Any] = getattr(cls, "model_fields", {})
+    return {name: f.default for name, f in fields.items()}
+
+
+def _shown(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (the string literal under each field), folded to one line."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, following in pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            text = " ".join(following.value.value.split()).replace("``", "`")
+            docs[node.target.id] = text.replace("|", "\\|")
+    return docs

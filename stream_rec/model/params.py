@@ -2,59 +2,93 @@
 
 The fields carry `annotated_types` bounds, which pydantic-settings checks when it reads
 ``STREAM_REC_MODEL__<FIELD>`` (see :mod:`stream_rec.config`); the model itself never
-imports pydantic.
+imports pydantic. Defaults were tuned on ml-latest-small only (prequential, see README).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt, Interval, Le
 
 
 @dataclass(frozen=True)
 class ModelParams:
-    """Hyper-parameters of :class:`stream_rec.model.StreamingMF`.
+    """Hyper-parameters of :class:`stream_rec.model.HybridModel`.
 
-    Changing ``factors`` changes the shape of the stored state: start such a model under
-    a new Redis key prefix.
+    Changing ``factors``, ``max_features``, ``session_length`` or ``neighbours`` changes
+    the shape of the stored state: start such a model under a new Redis key prefix.
     """
 
+    # --- factors ------------------------------------------------------------------------
     factors: Annotated[int, Interval(ge=1, le=512)] = 32
-    """k, the number of latent dimensions of every user and item vector."""
+    """k, the number of latent dimensions of every user, item and feature vector."""
 
-    init_std: Annotated[float, Ge(0.0), Le(1.0)] = 0.1
+    init_std: Annotated[float, Ge(0.0), Le(1.0)] = 0.05
     """Standard deviation of the normal draw that initialises a new vector."""
 
     seed: Annotated[int, Ge(0)] = 42
     """Seeds vector initialisation and negative sampling (results are reproducible)."""
 
-    learning_rate: Annotated[float, Gt(0.0), Le(1.0)] = 0.05
-    """SGD step size for latent factors on ratings (the squared-error objective)."""
+    optimizer: Literal["sgd", "adagrad"] = "sgd"
+    """``sgd``: plain steps (with the explicit objective alone these are exactly river's
+    ``reco.BiasedMF`` equations); ``adagrad``: each latent row's step is divided by the
+    root of its accumulated squared gradients (row-wise AdaGrad)."""
 
-    ranking_learning_rate: Annotated[float, Gt(0.0), Le(2.0)] = 0.2
-    """SGD step size for latent factors on positives (the ranking objective). Larger than
-    the explicit one: a BPR gradient is at most the event's weight, a rating error is not."""
+    step_decay_events: Annotated[float, Ge(0.0)] = 0.0
+    """Per-entity step decay: an entity's latent step is scaled by
+    1/sqrt(1 + n/step_decay_events) after n of its events; 0 turns it off."""
 
-    bias_learning_rate: Annotated[float, Ge(0.0), Le(1.0)] = 0.01
-    """SGD step size for the user and item biases."""
+    # --- explicit objective (ratings) ---------------------------------------------------
+    learning_rate: Annotated[float, Gt(0.0), Le(1.0)] = 0.07
+    """Step size for latent vectors on ratings: the squared error (r - mu - b_u - b_i -
+    p.q)^2 has gradient 2(pred - r), as in river."""
 
-    regularization: Annotated[float, Ge(0.0), Le(1.0)] = 0.01
-    """L2 penalty on latent factors, applied at every step that touches a vector."""
+    bias_learning_rate: Annotated[float, Ge(0.0), Le(1.0)] = 0.025
+    """Step size for the rating biases b_u and b_i."""
 
-    bias_regularization: Annotated[float, Ge(0.0), Le(1.0)] = 0.01
-    """L2 penalty on biases."""
+    regularization: Annotated[float, Ge(0.0), Le(1.0)] = 0.0
+    """L2 on latent vectors, added to their gradient at every rating step."""
 
-    negatives: Annotated[int, Interval(ge=1, le=256)] = 8
+    bias_regularization: Annotated[float, Ge(0.0), Le(1.0)] = 0.0
+    """L2 on the rating biases."""
+
+    rating_scale_learning_rate: Annotated[float, Ge(0.0), Le(1.0)] = 0.003
+    """Ratings are predicted as mu + b_u + b_i + s p.q, with one global scale s (starting
+    at 1) learned at this rate, so that the ranking objective may grow p.q without
+    skewing predicted ratings. 0 keeps s = 1 (river's equations exactly)."""
+
+    explicit_weight: Annotated[float, Ge(0.0)] = 1.0
+    """Scale of the rating step (0 turns the explicit objective off)."""
+
+    # --- implicit objective (positives) -------------------------------------------------
+    ranking_learning_rate: Annotated[float, Gt(0.0), Le(2.0)] = 0.01
+    """Step size for latent vectors on positives (the BPR ranking objective)."""
+
+    ranking_bias_learning_rate: Annotated[float, Ge(0.0), Le(1.0)] = 0.01
+    """Step size for each item's ranking bias c_i (a learned popularity prior)."""
+
+    ranking_regularization: Annotated[float, Ge(0.0), Le(1.0)] = 0.005
+    """L2 on latent vectors at every ranking step."""
+
+    negatives: Annotated[int, Interval(ge=1, le=256)] = 32
     """Candidate negatives sampled per positive; the highest-scored one is stepped
     (adaptive sampling: a harder negative teaches more than a random one)."""
 
-    click_weight: Annotated[float, Ge(0.0)] = 1.0
-    """Confidence of a click as a positive in the ranking loss."""
+    negative_steps: Literal["hardest", "each"] = "each"
+    """``hardest``: one BPR step against the highest-scored candidate; ``each``: one BPR
+    step against every sampled candidate (more learning per positive, slower)."""
 
-    watch_weight: Annotated[float, Ge(0.0)] = 1.0
-    """Confidence of a watch, multiplied by its watch fraction (0..1)."""
+    popular_negatives: Annotated[float, Ge(0.0), Le(1.0)] = 0.0
+    """Share of candidate negatives drawn by recent popularity (from the window below)
+    rather than uniformly: popular items the user skipped are informative negatives."""
+
+    click_weight: Annotated[float, Ge(0.0)] = 1.0
+    """Confidence of a click as a positive."""
+
+    watch_weight: Annotated[float, Ge(0.0)] = 1.5
+    """Confidence of a full watch; a watch counts with this times its watched fraction."""
 
     min_watch_fraction: Annotated[float, Ge(0.0), Le(1.0)] = 0.1
     """A watch shorter than this fraction of the item is not a positive."""
@@ -63,13 +97,51 @@ class ModelParams:
     """Item duration assumed when a watch event carries none."""
 
     rating_weight: Annotated[float, Ge(0.0)] = 1.0
-    """Confidence of a rating >= ``positive_rating`` as a positive in the ranking loss."""
+    """Confidence of a rating >= ``positive_rating`` as a positive; each star above
+    the threshold adds ``rating_weight_per_star``."""
+
+    rating_weight_per_star: Annotated[float, Ge(0.0)] = 0.0
+    """Extra confidence per rating point above ``positive_rating``."""
 
     positive_rating: float = 4.0
     """Ratings at or above this count as positives for ranking."""
 
-    explicit_weight: Annotated[float, Ge(0.0)] = 1.0
-    """Scale of the squared-error step taken on ratings (0 turns it off)."""
+    impression_weight: Annotated[float, Ge(0.0)] = 0.05
+    """Weight of an impression as a weak negative (a logistic push down of its score)."""
 
+    # --- hybrid features ----------------------------------------------------------------
+    max_features: Annotated[int, Interval(ge=0, le=128)] = 24
+    """At most this many feature tokens per user or item (the rest are ignored)."""
+
+    feature_learning_rate_scale: Annotated[float, Ge(0.0), Le(1.0)] = 0.3
+    """Feature embeddings are shared by many entities and get many more steps than one
+    entity's own vector: their step is the entity's step times this."""
+
+    # --- session signal -----------------------------------------------------------------
+    session_length: Annotated[int, Interval(ge=0, le=64)] = 10
+    """How many of a user's latest positives form the session query (0 turns it off)."""
+
+    session_decay: Annotated[float, Gt(0.0), Le(1.0)] = 0.8
+    """Weight of the l-th latest positive, as session_decay**l, in updates and queries."""
+
+    session_min_rating: float = 0.0
+    """Ratings at or above this enter the session memory (clicks and positive watches
+    always do); below ``positive_rating``, a rating tells what was taken together even
+    where it was not liked."""
+
+    neighbours: Annotated[int, Interval(ge=1, le=1000)] = 200
+    """Co-visitation neighbours kept per item (Space-Saving: a new one replaces the
+    weakest), so memory stays O(items x neighbours)."""
+
+    popularity_exponent: Annotated[float, Ge(0.0), Le(2.0)] = 0.3
+    """Session scores divide by popularity**this, so popular items do not dominate."""
+
+    session_weight: Annotated[float, Ge(0.0)] = 0.5
+    """Weight of the session score against the factor score, both z-scored per user."""
+
+    popularity_window: Annotated[int, Interval(ge=16, le=10_000_000)] = 10_000
+    """The latest positives kept to estimate recent popularity (cold lists, negatives)."""
+
+    # --- lists --------------------------------------------------------------------------
     top_k: Annotated[int, Interval(ge=1, le=1000)] = 10
     """Length of every published recommendation list."""

@@ -1,6 +1,6 @@
 """The state store's contract, shared by the Redis store and its in-memory twin.
 
-One :meth:`StateStore.commit` writes a whole batch - changed factor rows, counters, seen
+One :meth:`StateStore.commit` writes a whole batch - changed model rows, counters, seen
 items, lists, versions and the partitions' next offsets - as one atomic step, so a reader
 (or a restarted worker) sees every batch entirely or not at all.
 """
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from stream_rec.model import EntityRows
+from stream_rec.model import ModelDelta
 
 
 class StoreUnavailable(Exception):
@@ -26,31 +26,27 @@ class StoreStateMismatch(Exception):
 class Checkpoint:
     """Everything one batch changed, written atomically by :meth:`StateStore.commit`.
 
-    ``seen`` holds only the items newly consumed in this batch; ``lists`` maps user ids to
-    their recommendation message (JSON bytes); ``offsets`` maps "topic:partition" to the
-    next offset to apply.
+    ``model`` holds the changed rows of each model table (records keyed by id) and the
+    model's global state; ``seen`` only the items newly consumed in this batch; ``lists``
+    maps user ids to their recommendation message (JSON bytes); ``offsets`` maps
+    "topic:partition" to the next offset to apply; ``layout`` describes the records' shape.
     """
 
-    users: EntityRows
-    items: EntityRows
+    model: ModelDelta
     seen: Mapping[str, Sequence[str]]
     lists: Mapping[str, bytes]
     versions: Mapping[str, int]
-    rating_sum: float
-    rating_count: int
     offsets: Mapping[str, int]
+    layout: str
 
 
 @dataclass(frozen=True)
 class StateSnapshot:
     """The whole persisted state, as a restarting worker loads it."""
 
-    users: EntityRows
-    items: EntityRows
+    model: ModelDelta
     seen: dict[str, list[str]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
-    rating_sum: float = 0.0
-    rating_count: int = 0
     offsets: dict[str, int] = field(default_factory=dict)
 
 
@@ -77,8 +73,8 @@ class StateStore(Protocol):
     def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the store answers."""
 
-    def load(self, user_width: int, item_width: int) -> StateSnapshot:
-        """Everything stored; raises :class:`StoreStateMismatch` if widths differ."""
+    def load(self, layout: str) -> StateSnapshot:
+        """Everything stored; raises :class:`StoreStateMismatch` if it has another layout."""
 
     def commit(self, checkpoint: Checkpoint) -> None:
         """Write one batch's changes atomically; all or nothing."""

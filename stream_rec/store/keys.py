@@ -17,18 +17,12 @@ class KeySpace:
 
     @property
     def meta(self) -> str:
-        """Hash: row widths, the rating sum and count, the schema version."""
+        """Hash: the schema and record layout, and the model's global state (binary fields)."""
         return f"{self.prefix}:meta"
 
-    @property
-    def users(self) -> str:
-        """Hash: user id -> float32 row bytes (vector, then bias)."""
-        return f"{self.prefix}:users"
-
-    @property
-    def items(self) -> str:
-        """Hash: item id -> float32 row bytes (vector, then biases)."""
-        return f"{self.prefix}:items"
+    def table(self, name: str) -> str:
+        """Hash: entity id -> record bytes of model table ``name`` (users, items, ...)."""
+        return f"{self.prefix}:t:{name}"
 
     @property
     def user_events(self) -> str:

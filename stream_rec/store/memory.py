@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
-
-from stream_rec.model import EntityRows
+from stream_rec.model import TABLES, ModelDelta, TableRows
 from stream_rec.store.base import (
     Checkpoint,
     StateSnapshot,
@@ -23,13 +21,13 @@ class MemoryStore:
     def __init__(self) -> None:
         self.available = True
         self.commits = 0
-        self._rows: dict[str, dict[str, bytes]] = {"users": {}, "items": {}}
-        self._counts: dict[str, dict[str, int]] = {"users": {}, "items": {}}
-        self._widths: dict[str, int] = {}
+        self._records: dict[str, dict[str, bytes]] = {name: {} for name in TABLES}
+        self._counts: dict[str, dict[str, int]] = {name: {} for name in TABLES}
+        self._globals: dict[str, bytes] = {}
+        self._layout: str | None = None
         self._seen: dict[str, set[str]] = {}
         self._lists: dict[str, bytes] = {}
         self._versions: dict[str, int] = {}
-        self._rating = (0.0, 0)
         self._offsets: dict[str, int] = {}
 
     def start(self) -> None:
@@ -42,37 +40,36 @@ class MemoryStore:
         if not self.available:
             raise StoreUnavailable("memory store marked unavailable")
 
-    def load(self, user_width: int, item_width: int) -> StateSnapshot:
+    def load(self, layout: str) -> StateSnapshot:
         self.ping()
-        for kind, width in (("users", user_width), ("items", item_width)):
-            stored = self._widths.get(kind)
-            if stored is not None and stored != width:
-                raise StoreStateMismatch(f"stored {kind} rows have width {stored}, not {width}")
+        if self._layout is not None and self._layout != layout:
+            raise StoreStateMismatch(f"stored layout {self._layout} is not {layout}")
+        tables = {
+            name: TableRows(
+                list(records), list(records.values()), [self._counts[name][i] for i in records]
+            )
+            for name, records in self._records.items()
+        }
         return StateSnapshot(
-            users=self._entity_rows("users", user_width),
-            items=self._entity_rows("items", item_width),
+            model=ModelDelta(tables, dict(self._globals)),
             seen={u: sorted(items) for u, items in self._seen.items()},
             versions=dict(self._versions),
-            rating_sum=self._rating[0],
-            rating_count=self._rating[1],
             offsets=dict(self._offsets),
         )
 
     def commit(self, checkpoint: Checkpoint) -> None:
         self.ping()
         cp = copy.deepcopy(checkpoint)
-        for kind, state in (("users", cp.users), ("items", cp.items)):
-            self._widths[kind] = state.rows.shape[1]
-            for entity_id, row, count in zip(
-                state.ids, state.rows, state.counts.tolist(), strict=True
-            ):
-                self._rows[kind][entity_id] = row.astype(np.float32).tobytes()
-                self._counts[kind][entity_id] = count
+        for name, rows in cp.model.tables.items():
+            for entity_id, record, count in zip(rows.ids, rows.records, rows.counts, strict=True):
+                self._records[name][entity_id] = record
+                self._counts[name][entity_id] = count
+        self._globals.update(cp.model.globals)
+        self._layout = cp.layout
         for user_id, item_ids in cp.seen.items():
             self._seen.setdefault(user_id, set()).update(item_ids)
         self._lists.update(cp.lists)
         self._versions.update(cp.versions)
-        self._rating = (cp.rating_sum, cp.rating_count)
         self._offsets.update(cp.offsets)
         self.commits += 1
 
@@ -89,16 +86,7 @@ class MemoryStore:
         return StoreStats(
             applied_events=sum(self._counts["users"].values()),
             item_events_sum=sum(self._counts["items"].values()),
-            users=len(self._rows["users"]),
-            items=len(self._rows["items"]),
+            users=len(self._records["users"]),
+            items=len(self._records["items"]),
             partition_offsets=dict(self._offsets),
         )
-
-    def _entity_rows(self, kind: str, width: int) -> EntityRows:
-        rows = self._rows[kind]
-        if not rows:
-            return EntityRows.empty(width)
-        ids = list(rows)
-        matrix = np.frombuffer(b"".join(rows.values()), np.float32).reshape(len(ids), width)
-        counts = np.array([self._counts[kind][i] for i in ids], np.int64)
-        return EntityRows(ids, matrix.copy(), counts)

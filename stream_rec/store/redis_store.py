@@ -1,4 +1,4 @@
-"""The model state in Redis: one MULTI/EXEC per batch, rows as float32 bytes in hashes."""
+"""The model state in Redis: one MULTI/EXEC per batch, rows as bytes records in hashes."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import numpy as np
 import redis
 from redis.typing import EncodableT, FieldT
 
 from stream_rec.config import RedisSettings
-from stream_rec.model import EntityRows
+from stream_rec.model import TABLES, ModelDelta, TableRows
 from stream_rec.store.base import (
     Checkpoint,
     StateSnapshot,
@@ -23,8 +22,10 @@ from stream_rec.store.keys import KeySpace
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _SCAN_COUNT = 2_000
+_GLOBAL = "g:"
+_COUNTED = {"users": "user_events", "items": "item_events"}
 _T = TypeVar("_T")
 
 
@@ -78,8 +79,8 @@ class RedisStore:
     def ping(self) -> None:
         self._call(self.client.ping)
 
-    def load(self, user_width: int, item_width: int) -> StateSnapshot:
-        return self._call(lambda: self._load(user_width, item_width))
+    def load(self, layout: str) -> StateSnapshot:
+        return self._call(lambda: self._load(layout))
 
     def commit(self, checkpoint: Checkpoint) -> None:
         self._call(lambda: self._commit(checkpoint))
@@ -96,8 +97,8 @@ class RedisStore:
             pipe = self.client.pipeline(transaction=True)
             pipe.hvals(self.keys.user_events)
             pipe.hvals(self.keys.item_events)
-            pipe.hlen(self.keys.users)
-            pipe.hlen(self.keys.items)
+            pipe.hlen(self.keys.table("users"))
+            pipe.hlen(self.keys.table("items"))
             pipe.hgetall(self.keys.offsets)
             user_counts, item_counts, users, items, offsets = pipe.execute()
             return StoreStats(
@@ -113,15 +114,12 @@ class RedisStore:
     def _commit(self, cp: Checkpoint) -> None:
         keys = self.keys
         pipe = self.client.pipeline(transaction=True)
-        for table, counters, state in (
-            (keys.users, keys.user_events, cp.users),
-            (keys.items, keys.item_events, cp.items),
-        ):
-            if state.ids:
-                pipe.hset(table, mapping=dict(zip(state.ids, _row_bytes(state), strict=True)))
-                pipe.hset(
-                    counters, mapping=dict(zip(state.ids, state.counts.tolist(), strict=True))
-                )
+        for name, rows in cp.model.tables.items():
+            if rows.ids:
+                pipe.hset(keys.table(name), mapping=_mapping(rows.ids, rows.records))
+                if name in _COUNTED:
+                    counters = getattr(keys, _COUNTED[name])
+                    pipe.hset(counters, mapping=_mapping(rows.ids, rows.counts))
         for user_id, item_ids in cp.seen.items():
             if item_ids:
                 pipe.sadd(keys.seen(user_id), *item_ids)
@@ -131,54 +129,40 @@ class RedisStore:
             pipe.hset(
                 keys.versions, mapping=_mapping(list(cp.versions), list(cp.versions.values()))
             )
-        pipe.hset(
-            keys.meta,
-            mapping={
-                "schema": SCHEMA_VERSION,
-                "user_width": cp.users.rows.shape[1],
-                "item_width": cp.items.rows.shape[1],
-                "rating_sum": repr(cp.rating_sum),
-                "rating_count": cp.rating_count,
-            },
-        )
+        meta: dict[FieldT, EncodableT] = {"schema": SCHEMA_VERSION, "layout": cp.layout}
+        meta.update({_GLOBAL + name: value for name, value in cp.model.globals.items()})
+        pipe.hset(keys.meta, mapping=meta)
         if cp.offsets:
             pipe.hset(keys.offsets, mapping=_mapping(list(cp.offsets), list(cp.offsets.values())))
         pipe.execute()
 
-    def _load(self, user_width: int, item_width: int) -> StateSnapshot:
+    def _load(self, layout: str) -> StateSnapshot:
         client = self.client
-        meta = {_text(k): _text(v) for k, v in client.hgetall(self.keys.meta).items()}
-        for name, width in (("user_width", user_width), ("item_width", item_width)):
-            stored = meta.get(name)
-            if stored is not None and int(stored) != width:
-                raise StoreStateMismatch(
-                    f"Redis prefix {self.keys.prefix!r} holds rows of {name}={stored}, this "
-                    f"model needs {width}: the number of factors changed; use a new key prefix"
-                )
-        users = self._load_rows(self.keys.users, self.keys.user_events, user_width)
-        items = self._load_rows(self.keys.items, self.keys.item_events, item_width)
+        meta = {_text(k): _bytes(v) for k, v in client.hgetall(self.keys.meta).items()}
+        stored = meta.get("layout")
+        if stored is not None and stored.decode() != layout:
+            raise StoreStateMismatch(
+                f"Redis prefix {self.keys.prefix!r} holds state of another model shape "
+                f"({stored.decode()}); this model is {layout}. A change of factors, features, "
+                "session length, neighbours or window needs a new key prefix"
+            )
+        tables = {name: self._load_table(name) for name in TABLES}
+        globals_ = {k[len(_GLOBAL) :]: v for k, v in meta.items() if k.startswith(_GLOBAL)}
         return StateSnapshot(
-            users=users,
-            items=items,
-            seen=self._load_seen(users.ids),
-            versions={
-                k.decode(): int(v) for k, v in dict(self._scan_hash(self.keys.versions)).items()
-            },
-            rating_sum=float(meta.get("rating_sum", 0.0)),
-            rating_count=int(meta.get("rating_count", 0)),
+            model=ModelDelta(tables, globals_),
+            seen=self._load_seen(tables["users"].ids),
+            versions=_int_map(dict(self._scan_hash(self.keys.versions))),
             offsets=_int_map(client.hgetall(self.keys.offsets)),
         )
 
-    def _load_rows(self, table: str, counters: str, width: int) -> EntityRows:
+    def _load_table(self, name: str) -> TableRows:
         # SCAN may return a field twice while the hash rehashes: a dict keeps one.
-        rows_of = dict(self._scan_hash(table))
-        if not rows_of:
-            return EntityRows.empty(width)
-        ids = [_text(k) for k in rows_of]
-        rows = np.frombuffer(b"".join(rows_of.values()), np.float32).reshape(len(ids), width)
-        counts = dict(self._scan_hash(counters))
-        count_of = [int(counts.get(k, 0)) for k in rows_of]
-        return EntityRows(ids, rows.copy(), np.asarray(count_of, np.int64))
+        records = dict(self._scan_hash(self.keys.table(name)))
+        ids = [_text(k) for k in records]
+        counts: dict[bytes, bytes] = {}
+        if name in _COUNTED:
+            counts = dict(self._scan_hash(getattr(self.keys, _COUNTED[name])))
+        return TableRows(ids, list(records.values()), [int(counts.get(k, 0)) for k in records])
 
     def _load_seen(self, user_ids: list[str]) -> dict[str, list[str]]:
         seen: dict[str, list[str]] = {}
@@ -200,11 +184,6 @@ class RedisStore:
             return fn()
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
             raise StoreUnavailable(f"Redis unreachable: {type(exc).__name__}: {exc}") from exc
-
-
-def _row_bytes(state: EntityRows) -> list[bytes]:
-    rows = np.ascontiguousarray(state.rows, dtype=np.float32)
-    return [row.tobytes() for row in rows]
 
 
 def _mapping(fields: list[str], values: list[Any]) -> dict[FieldT, EncodableT]:

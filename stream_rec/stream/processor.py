@@ -24,7 +24,7 @@ import orjson
 
 from stream_rec.events import REJECTION_REASONS, Interaction, Rejection, WatchEvent, decode_event
 from stream_rec.metrics import WorkerMetrics
-from stream_rec.model import KIND_NAMES, AppliedBatch, InteractionBatch, StreamingMF
+from stream_rec.model import KIND_NAMES, AppliedBatch, HybridModel, InteractionBatch
 from stream_rec.store import Checkpoint, StateStore, StoreUnavailable
 from stream_rec.stream.records import RecordSink, SourceRecord
 from stream_rec.stream.retry import with_backoff
@@ -68,7 +68,7 @@ class BatchProcessor:
 
     def __init__(
         self,
-        model: StreamingMF,
+        model: HybridModel,
         store: StateStore,
         sink: RecordSink,
         topics: OutputTopics,
@@ -95,22 +95,16 @@ class BatchProcessor:
 
     def restore(self) -> dict[str, int]:
         """Load the stored state into the model; return the stored next offsets."""
-        k = self.model.k
-        snapshot = self._with_store(lambda: self._store.load(k + 1, k + 2), "loading state")
-        self.model.restore(
-            snapshot.users,
-            snapshot.items,
-            snapshot.seen,
-            snapshot.rating_sum,
-            snapshot.rating_count,
-        )
+        layout = self.model.layout
+        snapshot = self._with_store(lambda: self._store.load(layout), "loading state")
+        self.model.restore(snapshot.model, snapshot.seen)
         self._versions = dict(snapshot.versions)
         self._metrics.users.set(len(self.model.users))
         self._metrics.items.set(len(self.model.items))
         log.info(
             "restored %d users, %d items, %d partition offsets",
-            len(snapshot.users.ids),
-            len(snapshot.items.ids),
+            len(self.model.users),
+            len(self.model.items),
             len(snapshot.offsets),
         )
         return snapshot.offsets
@@ -226,29 +220,21 @@ class BatchProcessor:
         next_offsets: dict[tuple[str, int], int],
     ) -> Checkpoint:
         model = self.model
-        empty = np.zeros(0, np.int64)
-        users, items = model.export(
-            empty if applied is None else applied.user_rows,
-            empty if applied is None else applied.item_rows,
-        )
         user_ids, item_ids = model.users.ids, model.items.ids
         seen = (
             {}
             if applied is None
             else {user_ids[u]: [item_ids[i] for i in new] for u, new in applied.new_seen.items()}
         )
-        rating_sum, rating_count = model.rating_stats
         return Checkpoint(
-            users=users,
-            items=items,
+            model=model.take_changes(),
             seen=seen,
             lists=lists,
             versions={user: self._versions[user] for user in lists},
-            rating_sum=rating_sum,
-            rating_count=rating_count,
             offsets={
                 f"{topic}:{partition}": nxt for (topic, partition), nxt in next_offsets.items()
             },
+            layout=model.layout,
         )
 
     def _observe(
@@ -275,8 +261,8 @@ class BatchProcessor:
         metrics.mark_newest(max(i.event.ts for i in events), max(newest_record.values()))
         if applied.ratings:
             metrics.loss["squared_error"].set(applied.squared_error / applied.ratings)
-        if applied.positives:
-            metrics.loss["ranking"].set(applied.ranking_loss / applied.positives)
+        if applied.ranking_steps:
+            metrics.loss["ranking"].set(applied.ranking_loss / applied.ranking_steps)
         metrics.users.set(len(self.model.users))
         metrics.items.set(len(self.model.items))
 

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from stream_rec.config import Settings
 from stream_rec.metrics import WorkerMetrics
-from stream_rec.model import StreamingMF
+from stream_rec.model import HybridModel
 from stream_rec.store import RedisStore, StateStore, StoreUnavailable
 from stream_rec.stream.kafka_io import (
     KafkaSink,
@@ -66,7 +66,7 @@ class TrainerWorker:
         """Connect, create missing topics, restore state and join the consumer group."""
         settings = self.settings
         worker = settings.worker
-        model = StreamingMF(settings.model)
+        model = HybridModel(settings.model)
         model.warmup()
         self._retry(
             self._store.start,

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 
-from stream_rec.model import EntityRows
+from stream_rec.model import ModelDelta, TableRows
 from stream_rec.store import (
     Checkpoint,
     MemoryStore,
@@ -33,70 +32,94 @@ def store(request: pytest.FixtureRequest, unique: str) -> Iterator[StateStore]:
         real.close()
 
 
-def _rows(ids: list[str], width: int, value: float) -> EntityRows:
-    rows = np.full((len(ids), width), value, np.float32)
-    return EntityRows(ids, rows, np.arange(1, len(ids) + 1, dtype=np.int64))
+LAYOUT = "test-layout-1"
 
 
-def _checkpoint(users: list[str], items: list[str], value: float, offset: int) -> Checkpoint:
+def _rows(ids: list[str], value: int) -> TableRows:
+    return TableRows(
+        ids, [f"{i}:{value}".encode() + b"\x00\xff" for i in ids], list(range(1, len(ids) + 1))
+    )
+
+
+def _checkpoint(users: list[str], items: list[str], value: int, offset: int) -> Checkpoint:
     return Checkpoint(
-        users=_rows(users, 3, value),
-        items=_rows(items, 4, value),
+        model=ModelDelta(
+            {
+                "users": _rows(users, value),
+                "items": _rows(items, value),
+                "item_features": _rows(["genre=x"], value),
+            },
+            {"rating_stats": bytes([value]) * 16},
+        ),
         seen=dict.fromkeys(users, items[:1]),
         lists={u: f'{{"user_id":"{u}"}}'.encode() for u in users},
         versions=dict.fromkeys(users, offset),
-        rating_sum=0.1 + value,
-        rating_count=offset,
         offsets={"events:0": offset, "events:1": offset * 2},
+        layout=LAYOUT,
     )
 
 
 def test_an_empty_store_loads_an_empty_snapshot(store: StateStore) -> None:
-    snapshot = store.load(3, 4)
-    assert snapshot.users.ids == [] and snapshot.users.rows.shape == (0, 3)
-    assert snapshot.offsets == {} and snapshot.rating_count == 0
+    snapshot = store.load(LAYOUT)
+    assert snapshot.model.tables["users"].ids == []
+    assert snapshot.model.globals == {}
+    assert snapshot.offsets == {}
     assert store.recommendation("nobody") is None
 
 
 def test_commit_then_load_round_trips_every_field(store: StateStore) -> None:
-    store.commit(_checkpoint(["u1", "u2"], ["i1", "i2", "i3"], 0.5, 10))
-    store.commit(_checkpoint(["u2", "u3"], ["i3"], 1.5, 20))
-    snap = store.load(3, 4)
-    users = dict(zip(snap.users.ids, snap.users.rows.tolist(), strict=True))
-    assert users == {"u1": [0.5] * 3, "u2": [1.5] * 3, "u3": [1.5] * 3}
-    counts = dict(zip(snap.items.ids, snap.items.counts.tolist(), strict=True))
-    assert counts == {"i1": 1, "i2": 2, "i3": 1}
+    store.commit(_checkpoint(["u1", "u2"], ["i1", "i2", "i3"], 5, 10))
+    store.commit(_checkpoint(["u2", "u3"], ["i3"], 7, 20))
+    snap = store.load(LAYOUT)
+    users = dict(
+        zip(snap.model.tables["users"].ids, snap.model.tables["users"].records, strict=True)
+    )
+    assert users == {"u1": b"u1:5\x00\xff", "u2": b"u2:7\x00\xff", "u3": b"u3:7\x00\xff"}
+    items = snap.model.tables["items"]
+    assert dict(zip(items.ids, items.counts, strict=True)) == {"i1": 1, "i2": 2, "i3": 1}
+    assert snap.model.tables["item_features"].ids == ["genre=x"]
+    assert snap.model.globals == {"rating_stats": bytes([7]) * 16}
     assert snap.seen == {"u1": ["i1"], "u2": ["i1", "i3"], "u3": ["i3"]}
     assert snap.versions == {"u1": 10, "u2": 20, "u3": 20}
-    assert snap.rating_sum == 0.1 + 1.5 and snap.rating_count == 20
     assert snap.offsets == store.offsets() == {"events:0": 20, "events:1": 40}
     assert store.recommendation("u3") == b'{"user_id":"u3"}'
 
 
 def test_stats_sum_the_counters(store: StateStore) -> None:
-    store.commit(_checkpoint(["u1", "u2"], ["i1", "i2"], 0.0, 5))
+    store.commit(_checkpoint(["u1", "u2"], ["i1", "i2"], 0, 5))
     stats = store.stats()
     assert (stats.applied_events, stats.item_events_sum, stats.users, stats.items) == (3, 3, 2, 2)
     assert stats.partition_offsets == {"events:0": 5, "events:1": 10}
 
 
-def test_rows_of_another_width_are_refused(store: StateStore) -> None:
-    store.commit(_checkpoint(["u1"], ["i1"], 0.0, 1))
+def test_state_of_another_layout_is_refused(store: StateStore) -> None:
+    store.commit(_checkpoint(["u1"], ["i1"], 0, 1))
     with pytest.raises(StoreStateMismatch):
-        store.load(5, 6)
+        store.load("another-layout")
 
 
-def test_float32_rows_survive_bit_for_bit(store: StateStore) -> None:
-    rows = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
-    ids = [f"u{n}" for n in range(50)]
-    cp = _checkpoint(ids, ["i"], 0.0, 1)
-    store.commit(
-        Checkpoint(EntityRows(ids, rows, np.ones(50, np.int64)), cp.items, {}, {}, {}, 0.0, 0, {})
+def test_a_real_model_survives_the_round_trip_bit_for_bit(store: StateStore) -> None:
+    from stream_rec.evaluation.synthetic import SyntheticWorld
+    from stream_rec.model import HybridModel, InteractionBatch, ModelParams
+
+    events = list(SyntheticWorld.create(20, 30, seed=1).events(500))
+    kinds = {"impression": 0, "click": 1, "watch": 2, "rating": 3}
+    model = HybridModel(ModelParams(factors=8, negatives=4))
+    model.set_item_features("i1", ["genre=drama", "decade=1990s"])
+    model.apply(
+        InteractionBatch.from_columns(
+            [e["user_id"] for e in events],
+            [e["item_id"] for e in events],
+            [kinds[e["type"]] for e in events],
+            [e.get("rating", e.get("watch_seconds", 0.0)) for e in events],
+        )
     )
-    snap = store.load(3, 4)
-    got = dict(zip(snap.users.ids, snap.users.rows, strict=True))
-    for n, user in enumerate(ids):
-        assert got[user].tobytes() == rows[n].tobytes()
+    store.commit(Checkpoint(model.snapshot(), {}, {}, {}, {"events:0": 500}, model.layout))
+    copy = HybridModel(model.params)
+    copy.restore(store.load(model.layout).model, {})
+    for name in ("users", "items", "user_features", "item_features"):
+        assert getattr(copy, name).view().tobytes() == getattr(model, name).view().tobytes()
+    assert copy.rating_stats == model.rating_stats
 
 
 def test_an_unreachable_redis_raises_store_unavailable() -> None:

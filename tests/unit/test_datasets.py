@@ -7,8 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_rec.evaluation.datasets import DatasetError, load_messages, load_ratings
+from stream_rec.evaluation.datasets import load_messages
 from stream_rec.evaluation.locate import dataset_path
+from stream_rec.evaluation.movielens import DatasetError, load_ratings
 from stream_rec.events import RatingEvent, decode_event
 
 ML_SMALL = dataset_path("ml-latest-small")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
 from stream_rec.events import RecommendationMessage
 from stream_rec.metrics import WorkerMetrics
-from stream_rec.model import ModelParams, StreamingMF
+from stream_rec.model import HybridModel, ModelParams
 from stream_rec.store import MemoryStore
 from stream_rec.stream.processor import REASON_HEADER, SOURCE_HEADER, BatchProcessor, OutputTopics
 from stream_rec.stream.records import DeliveryFailed, MemorySink, Record
@@ -22,7 +23,7 @@ def _processor(
     store: MemoryStore, sink: MemorySink, stop: threading.Event | None = None
 ) -> BatchProcessor:
     return BatchProcessor(
-        StreamingMF(ModelParams(factors=4, top_k=3)),
+        HybridModel(ModelParams(factors=4, top_k=3, negatives=4)),
         store,
         sink,
         TOPICS,
@@ -170,12 +171,16 @@ def test_the_store_holds_exactly_the_state_in_memory_after_every_batch() -> None
             for n, e in enumerate(events[start : start + 97])
         ]
         proc.process(records)
-        snapshot = store.load(5, 6)
+        restored = HybridModel(proc.model.params)
+        snapshot = store.load(restored.layout)
+        restored.restore(snapshot.model, snapshot.seen)
         live = proc.model
-        for table, stored in ((live.users, snapshot.users), (live.items, snapshot.items)):
-            assert sorted(stored.ids) == sorted(table.ids)
-            rows = {i: r.tobytes() for i, r in zip(stored.ids, stored.rows, strict=True)}
-            for entity_id in table.ids:
-                row = table.row_of(entity_id)
-                assert row is not None
-                assert rows[entity_id] == table.rows[row].tobytes(), entity_id
+        for name in ("users", "items", "user_features", "item_features"):
+            assert list(getattr(restored, name).ids) == list(getattr(live, name).ids), name
+            np.testing.assert_array_equal(
+                getattr(restored, name).view(), getattr(live, name).view()
+            )
+        np.testing.assert_array_equal(
+            restored.items.side["neighbours"], live.items.side["neighbours"]
+        )
+        np.testing.assert_array_equal(restored.users.side["recent"], live.users.side["recent"])

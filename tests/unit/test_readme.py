@@ -6,9 +6,13 @@ import dataclasses
 from pathlib import Path
 
 from stream_rec.cli import _parser
-from stream_rec.config import Settings, env_name
+from stream_rec.config import Settings, env_name, settings_markdown
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_the_settings_table_is_the_one_the_code_prints() -> None:
+    assert settings_markdown() in README, "run `stream-rec settings --markdown` into the README"
 
 
 def test_every_setting_is_in_the_readme() -> None:

@@ -26,11 +26,13 @@ def _reference(
     return out
 
 
-@pytest.mark.parametrize(("n_items", "block"), [(50, 4096), (10_000, 4096), (1_000, 128)])
+@pytest.mark.parametrize(
+    ("n_items", "scratch"), [(50, 4_000_000), (10_000, 4_000_000), (1_000, 5_000)]
+)
 def test_matches_brute_force_with_exclusions(
-    n_items: int, block: int, monkeypatch: pytest.MonkeyPatch
+    n_items: int, scratch: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(topk, "ITEM_BLOCK", block)
+    monkeypatch.setattr(topk, "SCRATCH_FLOATS", scratch)  # 5_000: blocks of 5 users
     rng = np.random.default_rng(n_items)
     users = rng.normal(size=(64, 16)).astype(np.float32)
     items = rng.normal(size=(n_items, 16)).astype(np.float32)
@@ -65,3 +67,28 @@ def test_strided_item_views_work_like_copies() -> None:
     view_rows, _ = top_k(users, table[:, :8], table[:, 9], *_csr([[]] * 8), k=5)
     copy_rows, _ = top_k(users, table[:, :8].copy(), table[:, 9].copy(), *_csr([[]] * 8), k=5)
     assert view_rows.tolist() == copy_rows.tolist()
+
+
+def test_the_session_blend_is_the_sum_of_both_z_scores() -> None:
+    """score = f + w (std_f / std_s) s ranks exactly like z(f) + w z(s)."""
+    rng = np.random.default_rng(3)
+    n = 300
+    users = rng.normal(size=(2, 4)).astype(np.float32)
+    items = rng.normal(size=(n, 4)).astype(np.float32)
+    bias = np.zeros(n, np.float32)
+    neighbours = np.full((n, 6), -1, np.int32)
+    weights = np.zeros((n, 6), np.float32)
+    neighbours[7, :3] = [10, 20, 30]
+    weights[7, :3] = [3.0, 2.0, 1.0]
+    recent = np.full((2, 2), -1, np.int32)
+    recent[0, 0] = 7  # user 0 has a session; user 1 has none
+    session = topk.SessionQuery(recent, neighbours, weights, np.ones(n, np.float32), 0.8, 0.5)
+    scores = topk.blended_scores(users, items, bias, session)
+    factor = users @ items.T
+    sparse = np.zeros(n)
+    sparse[[10, 20, 30]] = [3.0, 2.0, 1.0]
+    z = (factor[0] - factor[0].mean()) / factor[0].std() + 0.5 * (
+        sparse - sparse.mean()
+    ) / sparse.std()
+    assert np.argsort(-scores[0]).tolist()[:20] == np.argsort(-z).tolist()[:20]
+    np.testing.assert_allclose(scores[1], factor[1], rtol=1e-6)  # no session: factors alone

@@ -1,0 +1,444 @@
+"""HybridModel: factors with feature embeddings plus a session signal, learning per event.
+
+- Factors: users and items have vectors and biases; a user's or item's features (age
+  bucket, country, genre, tag ...) have vectors too, averaged into the effective vector,
+  so an entity with features and no events already has a useful one (cold start).
+- Objectives: ratings train biased MF; clicks, watches (by watched fraction) and high
+  ratings train a confidence-weighted BPR ranking; impressions are weak negatives.
+- Session: the user's latest positives query an item co-visitation memory; lists blend
+  it with the factor scores (:mod:`stream_rec.model.topk`).
+- Cold users (no row at all) get the most popular items of the recent window.
+Not thread-safe: one caller applies batches and reads lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_rec.model._jit import compiled
+from stream_rec.model.batch import CONSUMED_KINDS, InteractionBatch
+from stream_rec.model.kernels import (
+    LOSS_POSITIVES,
+    LOSS_RANKING,
+    LOSS_RATINGS,
+    LOSS_SIZE,
+    LOSS_SQUARED_ERROR,
+    apply_events,
+    hyper_vector,
+)
+from stream_rec.model.params import ModelParams
+from stream_rec.model.tables import EntityTable, SideColumn, TableRows
+from stream_rec.model.topk import SessionQuery, top_k
+
+_CONSUMED_CODES = np.array(sorted(int(k) for k in CONSUMED_KINDS), np.int8)
+_S = TypeVar("_S", bound=np.generic)
+TABLES = ("users", "items", "user_features", "item_features")
+
+
+@dataclass(frozen=True)
+class AppliedBatch:
+    """What one :meth:`HybridModel.apply` changed and measured.
+
+    ``user_rows``: the batch's users in order of first touch (each gets a new list);
+    ``predictions``: each event's rating prediction made before its step (NaN if none);
+    ``new_seen``: user row -> item rows consumed for the first time; the losses are sums
+    over the batch's rating steps and BPR steps (``ranking_steps`` of them).
+    """
+
+    user_rows: npt.NDArray[np.int64]
+    predictions: npt.NDArray[np.float64]
+    new_seen: dict[int, list[int]]
+    squared_error: float
+    ratings: int
+    ranking_loss: float
+    ranking_steps: int
+
+
+@dataclass(frozen=True)
+class ModelDelta:
+    """Rows of each table (as records) and the global state, to persist or restore."""
+
+    tables: dict[str, TableRows]
+    globals: dict[str, bytes] = field(default_factory=dict)
+
+
+@compiled
+def _effective_rows(
+    P: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.int64],
+    feats: npt.NDArray[np.int32],
+    F: npt.NDArray[np.float32],
+    bias_col: int,
+    feature_bias_col: int,
+    out: npt.NDArray[np.float32],
+    out_bias: npt.NDArray[np.float32],
+) -> None:
+    """out[r] = own vector + mean feature vector; out_bias[r] = own + mean feature bias."""
+    k = out.shape[1]
+    for r in range(rows.shape[0]):
+        row = rows[r]
+        for f in range(k):
+            out[r, f] = P[row, f]
+        out_bias[r] = P[row, bias_col] if bias_col >= 0 else 0.0
+        n = 0
+        for t in range(feats.shape[1]):
+            if feats[row, t] < 0:
+                break
+            n += 1
+        for t in range(n):
+            fr = feats[row, t]
+            for f in range(k):
+                out[r, f] += F[fr, f] / n
+            if feature_bias_col >= 0:
+                out_bias[r] += F[fr, feature_bias_col] / n
+
+
+class HybridModel:
+    """The stream-rec model. See the module docstring; rows follow
+    :mod:`stream_rec.model.kernels`."""
+
+    def __init__(self, params: ModelParams) -> None:
+        self.params = params
+        k = params.factors
+        m = params.max_features
+        feats = SideColumn("features", np.int32, m, -1)
+        self.users = EntityTable(
+            k,
+            k + 2,
+            params.init_std,
+            params.seed,
+            (SideColumn("recent", np.int32, params.session_length, -1), feats),
+        )
+        self.items = EntityTable(
+            k,
+            k + 3,
+            params.init_std,
+            params.seed ^ 0x5EED,
+            (
+                feats,
+                SideColumn("neighbours", np.int32, params.neighbours, -1),
+                SideColumn("neighbour_weights", np.float32, params.neighbours, 0.0),
+            ),
+        )
+        self.user_features = EntityTable(k, k + 1, params.init_std, params.seed ^ 0xF00D)
+        self.item_features = EntityTable(k, k + 2, params.init_std, params.seed ^ 0xFEED)
+        self._seen: list[set[int]] = []
+        self._rating_stats = np.array([0.0, 0.0, 1.0])  # sum, count, rating scale
+        self._window = np.full(params.popularity_window, -1, np.int32)
+        self._window_position = np.zeros(1, np.int64)
+        self._window_counts = np.zeros(0, np.int32)
+        self._dirty_users = np.zeros(0, np.uint8)
+        self._dirty_items = np.zeros(0, np.uint8)
+        self._hp = hyper_vector(params)
+
+    @property
+    def k(self) -> int:
+        return self.params.factors
+
+    @property
+    def rating_stats(self) -> tuple[float, int]:
+        """(sum, count) of all ratings applied; mu is their mean."""
+        return float(self._rating_stats[0]), int(self._rating_stats[1])
+
+    @property
+    def global_mean(self) -> float:
+        total, count = self.rating_stats
+        return total / count if count else 0.0
+
+    @property
+    def layout(self) -> str:
+        """The shape of the persisted state; stored state must match it."""
+        tables = ";".join(f"{n}[{getattr(self, n).layout}]" for n in TABLES)
+        return f"k={self.k};window={self.params.popularity_window};{tables}"
+
+    def apply(self, batch: InteractionBatch) -> AppliedBatch:
+        """One step per event of ``batch``, in order; new ids get rows first."""
+        users = self.users.rows_for(batch.user_ids)
+        n_items_before = len(self.items)
+        items = self.items.rows_for(batch.item_ids)
+        self._grow()
+        losses = np.zeros(LOSS_SIZE, np.float64)
+        predictions = np.empty(len(batch), np.float64)
+        us, it = self.users, self.items
+        apply_events(
+            us.rows,
+            it.rows,
+            self.user_features.rows,
+            self.item_features.rows,
+            us.counts,
+            it.counts,
+            us.keys,
+            us.side["features"],
+            it.side["features"],
+            us.side["recent"],
+            it.side["neighbours"],
+            it.side["neighbour_weights"],
+            self._window,
+            self._window_position,
+            self._window_counts,
+            users,
+            items,
+            batch.kinds,
+            batch.values,
+            batch.durations,
+            n_items_before,
+            self._rating_stats,
+            self._hp,
+            self.params.seed,
+            losses,
+            predictions,
+            self._dirty_users,
+            self._dirty_items,
+        )
+        consumed = np.isin(batch.kinds, _CONSUMED_CODES)
+        new_seen: dict[int, list[int]] = {}
+        for user, item in zip(users[consumed].tolist(), items[consumed].tolist(), strict=True):
+            seen = self._seen[user]
+            if item not in seen:
+                seen.add(item)
+                new_seen.setdefault(user, []).append(item)
+        return AppliedBatch(
+            np.fromiter(dict.fromkeys(users.tolist()), np.int64),
+            predictions,
+            new_seen,
+            float(losses[LOSS_SQUARED_ERROR]),
+            int(losses[LOSS_RATINGS]),
+            float(losses[LOSS_RANKING]),
+            int(losses[LOSS_POSITIVES]),
+        )
+
+    def set_user_features(self, user_id: str, tokens: Sequence[str]) -> int:
+        """Replace a user's feature set (creating the user if new); returns its row."""
+        row = self._set_features(self.users, self.user_features, user_id, tokens)
+        self._dirty_users[row] = 1
+        return row
+
+    def set_item_features(self, item_id: str, tokens: Sequence[str]) -> int:
+        """Replace an item's feature set (creating the item if new); returns its row."""
+        row = self._set_features(self.items, self.item_features, item_id, tokens)
+        self._dirty_items[row] = 1
+        return row
+
+    def recommend(
+        self, user_rows: npt.NDArray[np.int64], k: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Top-k item rows and scores for each user row, excluding items they consumed.
+
+        Shapes (m, k); where fewer than k unseen items exist the tail is -1 / -inf.
+        """
+        k = self.params.top_k if k is None else k
+        n = len(self.items)
+        vectors, bias = self._effective(self.items, self.item_features, np.arange(n), 1, self.k)
+        users, _ = self._effective(self.users, self.user_features, user_rows, -1, -1)
+        indptr, indices = self._exclusions(user_rows)
+        session = None
+        if self.params.session_length and self.params.session_weight > 0:
+            it = self.items
+            damping = (1.0 + it.counts[:n].astype(np.float32)) ** -self.params.popularity_exponent
+            session = SessionQuery(
+                self.users.side["recent"][user_rows],
+                it.side["neighbours"][:n],
+                it.side["neighbour_weights"][:n],
+                damping.astype(np.float32),
+                self.params.session_decay,
+                self.params.session_weight,
+            )
+        return top_k(users, vectors, bias, indptr, indices, k, session)
+
+    def popular(self, k: int | None = None, exclude: Iterable[int] = ()) -> list[int]:
+        """Item rows most often taken among the latest positives (the popularity window)."""
+        k = self.params.top_k if k is None else k
+        counts = self._window_counts[: len(self.items)].astype(np.float64)
+        counts[list(exclude)] = -1.0
+        order = np.argsort(-counts, kind="stable")[:k]
+        return [int(i) for i in order if counts[i] > 0]
+
+    def recommend_ids(
+        self, user_ids: Sequence[str], k: int | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Lists of (item_id, score); a user the model has never seen gets popular items."""
+        known = [
+            (pos, row)
+            for pos, u in enumerate(user_ids)
+            if (row := self.users.row_of(u)) is not None
+        ]
+        item_ids = self.items.ids
+        popular = [(item_ids[i], float(self._window_counts[i])) for i in self.popular(k)]
+        out: list[list[tuple[str, float]]] = [list(popular) for _ in user_ids]
+        if known:
+            rows, scores = self.recommend(np.array([row for _, row in known], np.int64), k)
+            for (pos, _), row_items, row_scores in zip(
+                known, rows.tolist(), scores.tolist(), strict=True
+            ):
+                out[pos] = [
+                    (item_ids[i], s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0
+                ]
+        return out
+
+    def predict_rating(self, user_id: str, item_id: str) -> float:
+        """mu + b_u + b_i + s u.i (effective vectors), 0 for the parts of unknown ids."""
+        prediction = self.global_mean
+        u = self.users.row_of(user_id)
+        i = self.items.row_of(item_id)
+        k = self.k
+        if u is not None:
+            prediction += float(self.users.rows[u, k])
+        if i is not None:
+            prediction += float(self.items.rows[i, k])
+        if u is not None and i is not None:
+            user, _ = self._effective(self.users, self.user_features, np.array([u]), -1, -1)
+            item, _ = self._effective(self.items, self.item_features, np.array([i]), -1, -1)
+            prediction += float(self._rating_stats[2]) * float(user[0] @ item[0])
+        return prediction
+
+    def seen_items(self, user_id: str) -> list[str]:
+        """Items the user consumed (clicked, watched or rated), in no particular order."""
+        row = self.users.row_of(user_id)
+        if row is None or row >= len(self._seen):
+            return []
+        ids = self.items.ids
+        return [ids[i] for i in self._seen[row]]
+
+    def take_changes(self) -> ModelDelta:
+        """Rows changed since the last call (by events or features), as records."""
+        users = np.flatnonzero(self._dirty_users[: len(self.users)])
+        items = np.flatnonzero(self._dirty_items[: len(self.items)])
+        self._dirty_users[:] = 0
+        self._dirty_items[:] = 0
+        return self._delta(users, items)
+
+    def snapshot(self) -> ModelDelta:
+        """Every row, as records (what a full restore needs)."""
+        return self._delta(np.arange(len(self.users)), np.arange(len(self.items)))
+
+    def restore(self, delta: ModelDelta, seen: Mapping[str, Iterable[str]]) -> None:
+        """Load a :meth:`snapshot` (row numbers kept) into this empty model."""
+        for name in TABLES:
+            getattr(self, name).restore(delta.tables.get(name, TableRows([], [], [])))
+        self._grow()
+        if "rating_stats" in delta.globals:
+            self._rating_stats[:] = np.frombuffer(delta.globals["rating_stats"], "<f8")
+        if "window" in delta.globals:
+            window = np.frombuffer(delta.globals["window"], "<i4")
+            if window.shape != self._window.shape:
+                raise ValueError("the stored popularity window has another size")
+            self._window[:] = window
+            self._window_position[0] = int(
+                np.frombuffer(delta.globals["window_position"], "<i8")[0]
+            )
+            self._window_counts[:] = 0
+            np.add.at(self._window_counts, self._window[self._window >= 0], 1)
+        for user_id, item_ids in seen.items():
+            row = self.users.row_of(user_id)
+            if row is not None:
+                self._seen[row].update(
+                    i for i in (self.items.row_of(x) for x in item_ids) if i is not None
+                )
+
+    def warmup(self) -> None:
+        """Compile (or load from cache) every kernel, on a throwaway model."""
+        scratch = HybridModel(self.params)
+        scratch.set_user_features("u0", ["age=x"])
+        scratch.set_item_features("i0", ["genre=y"])
+        batch = InteractionBatch.from_columns(
+            ["u0", "u0", "u1", "u1", "u0"],
+            ["i0", "i1", "i1", "i0", "i2"],
+            [1, 2, 3, 0, 1],
+            [1.0, 300.0, 4.5, 0.0, 1.0],
+        )
+        applied = scratch.apply(batch)
+        scratch.recommend(applied.user_rows)
+        scratch.take_changes()
+
+    def _delta(self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]) -> ModelDelta:
+        user_feats = self.users.side["features"][users]
+        item_feats = self.items.side["features"][items]
+        return ModelDelta(
+            {
+                "users": self.users.export(users),
+                "items": self.items.export(items),
+                "user_features": self.user_features.export(
+                    np.unique(user_feats[user_feats >= 0]).astype(np.int64)
+                ),
+                "item_features": self.item_features.export(
+                    np.unique(item_feats[item_feats >= 0]).astype(np.int64)
+                ),
+            },
+            {
+                "rating_stats": self._rating_stats.astype("<f8").tobytes(),
+                "window": self._window.astype("<i4").tobytes(),
+                "window_position": self._window_position.astype("<i8").tobytes(),
+            },
+        )
+
+    def _set_features(
+        self,
+        table: EntityTable,
+        vocabulary: EntityTable,
+        entity_id: str,
+        tokens: Sequence[str],
+    ) -> int:
+        row = int(table.rows_for([entity_id])[0])
+        self._grow()
+        kept = list(dict.fromkeys(tokens))[: self.params.max_features]
+        feats = table.side["features"]
+        feats[row] = -1
+        if kept:
+            feats[row, : len(kept)] = vocabulary.rows_for(kept).astype(np.int32)
+        return row
+
+    def _effective(
+        self,
+        table: EntityTable,
+        vocabulary: EntityTable,
+        rows: npt.NDArray[np.int64],
+        bias_offset: int,
+        feature_bias_col: int,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Effective vectors (m, k) and ranking biases (m,) of the given rows."""
+        out = np.empty((rows.shape[0], self.k), np.float32)
+        bias = np.empty(rows.shape[0], np.float32)
+        bias_col = self.k + bias_offset if bias_offset >= 0 else -1
+        _effective_rows(
+            table.rows,
+            rows,
+            table.side["features"],
+            vocabulary.rows,
+            bias_col,
+            feature_bias_col,
+            out,
+            bias,
+        )
+        return out, bias
+
+    def _grow(self) -> None:
+        n_users = len(self.users)
+        if len(self._seen) < n_users:
+            self._seen.extend(set() for _ in range(n_users - len(self._seen)))
+        if self._dirty_users.shape[0] < self.users.rows.shape[0]:
+            self._dirty_users = _grown(self._dirty_users, self.users.rows.shape[0])
+        if self._dirty_items.shape[0] < self.items.rows.shape[0]:
+            self._dirty_items = _grown(self._dirty_items, self.items.rows.shape[0])
+            self._window_counts = _grown(self._window_counts, self.items.rows.shape[0])
+
+    def _exclusions(
+        self, user_rows: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The seen items of ``user_rows`` as CSR (indptr, indices)."""
+        seen = [self._seen[r] for r in user_rows.tolist()]
+        indptr = np.zeros(len(seen) + 1, np.int64)
+        np.cumsum([len(s) for s in seen], out=indptr[1:])
+        indices = np.fromiter(chain.from_iterable(seen), np.int64, int(indptr[-1]))
+        return indptr, indices
+
+
+def _grown(array: npt.NDArray[_S], size: int) -> npt.NDArray[_S]:
+    grown = np.zeros(size, array.dtype)
+    grown[: array.shape[0]] = array
+    return grown

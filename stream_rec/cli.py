@@ -78,6 +78,36 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     replay.set_defaults(handler=_cmd_replay)
 
+    evaluate = sub.add_parser(
+        "evaluate", help="prequential evaluation of stream-rec and baselines on a dataset"
+    )
+    evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or .jsonl file")
+    evaluate.add_argument(
+        "--format",
+        required=True,
+        dest="fmt",
+        choices=["movielens-csv", "movielens-100k", "movielens-1m", "jsonl"],
+    )
+    evaluate.add_argument(
+        "--every", type=int, default=10, help="rank at every S-th novel positive (default 10)"
+    )
+    evaluate.add_argument(
+        "--json", type=Path, default=None, dest="json_out", help="write the figures"
+    )
+    evaluate.add_argument(
+        "--plot", type=Path, default=None, help="write recall/RMSE over the stream (PNG)"
+    )
+    evaluate.add_argument(
+        "--models", default=None, help="comma-separated subset (default: all of them)"
+    )
+    evaluate.add_argument("--limit", type=int, default=None, help="only the first N events")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="measure speed side by side (JSON)")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, same keys")
+    bench.add_argument("--json", type=Path, default=None, dest="json_out", help="write the figures")
+    bench.set_defaults(handler=_cmd_bench)
+
     recommend = sub.add_parser("recommend", help="print a user's current list from Redis")
     recommend.add_argument("user_id")
     recommend.add_argument("--json", action="store_true", help="print the stored message as JSON")
@@ -181,6 +211,68 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     finally:
         producer.close()
     print(f"wrote {sent} events to {settings.topics.events}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from stream_rec.evaluation.movielens import DatasetError
+    from stream_rec.evaluation.prequential import EvaluationProtocol
+    from stream_rec.evaluation.run import (
+        MODEL_NAMES,
+        format_table,
+        plot,
+        run_evaluation,
+        write_json,
+    )
+
+    settings = load_settings()
+    _configure_logging(settings)
+    names = MODEL_NAMES if args.models is None else tuple(args.models.split(","))
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown:
+        choices = ", ".join(MODEL_NAMES)
+        print(
+            f"stream-rec evaluate: unknown model {unknown[0]!r}; choose from {choices}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.every < 1:
+        print("stream-rec evaluate: --every must be at least 1", file=sys.stderr)
+        return 2
+    protocol = EvaluationProtocol(every=args.every, positive_rating=settings.model.positive_rating)
+    try:
+        result = run_evaluation(
+            args.data,
+            args.fmt,
+            protocol,
+            settings.model,
+            names,
+            args.limit,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    except (DatasetError, OSError) as exc:
+        print(f"stream-rec evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if args.json_out is not None:
+        write_json(result, args.json_out)
+        print(f"wrote {args.json_out}")
+    if args.plot is not None:
+        plot(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from stream_rec.bench import run_bench
+
+    result = run_bench(args.quick, log=lambda line: print(line, file=sys.stderr, flush=True))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json_out is not None:
+        args.json_out.write_text(text + "\n")
     return 0
 
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -99,6 +100,9 @@ def run_demo(options: DemoOptions, out: Print = print) -> int:
             out(
                 f"  trainer worker pid {worker.pid}; metrics at http://127.0.0.1:{metrics_port}/metrics"
             )
+            if not _wait_ready(worker, metrics_port, stop, out):
+                _print_tail(worker_log, out)
+                return 1
             world = SyntheticWorld.create(options.users, options.items, seed=options.seed)
             store = RedisStore.from_settings(settings.redis)
             store.start()
@@ -222,6 +226,29 @@ def _start_worker(log_path: Path, stack: ExitStack) -> subprocess.Popen[bytes]:
 
     stack.callback(stop_worker)
     return worker
+
+
+def _wait_ready(
+    worker: subprocess.Popen[bytes], metrics_port: int, stop: threading.Event, out: Print
+) -> bool:
+    """Wait until the worker serves its metrics (it has compiled its kernels, loaded its
+    state and joined the group); False if it died or the demo was interrupted."""
+    started = time.monotonic()
+    told = False
+    while not stop.is_set():
+        if worker.poll() is not None:
+            out(f"the worker exited with code {worker.returncode} while starting")
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=1):
+                return True
+        except OSError:
+            pass
+        if not told and time.monotonic() - started > 3:
+            out("  waiting for the worker (a first run compiles its kernels, about 30 s) ...")
+            told = True
+        stop.wait(0.2)
+    return False
 
 
 def _wait_applied(store: RedisStore, produced: int, timeout: float) -> None:

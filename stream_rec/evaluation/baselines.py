@@ -29,8 +29,10 @@ class StreamRecModel:
         params: ModelParams,
         user_features: Mapping[str, Sequence[str]] | None = None,
         item_features: Mapping[str, Sequence[str]] | None = None,
+        predicts_ratings: bool = True,
     ) -> None:
         self.name = name
+        self._predicts_ratings = predicts_ratings
         self.model = HybridModel(params)
         self._user_features = user_features or {}
         self._item_features = item_features or {}
@@ -43,7 +45,8 @@ class StreamRecModel:
         for item in dict.fromkeys(events.item_ids):
             if model.items.row_of(item) is None and item in self._item_features:
                 model.set_item_features(item, self._item_features[item])
-        return model.apply(events).predictions
+        predictions = model.apply(events).predictions
+        return predictions if self._predicts_ratings else np.full(len(events), np.nan)
 
     def recommend(self, user_id: str, k: int) -> list[str]:
         if self.model.users.row_of(user_id) is None and user_id in self._user_features:
@@ -63,7 +66,7 @@ def stream_rec_variants(
         StreamRecModel(
             "stream_rec_mf_only", replace(params, session_weight=0.0), user_features, item_features
         ),
-        StreamRecModel("stream_rec_session_only", _session_only(params)),
+        StreamRecModel("stream_rec_session_only", _session_only(params), predicts_ratings=False),
         StreamRecModel("stream_rec_no_features", params),
     ]
 

@@ -17,7 +17,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -141,7 +140,7 @@ def evaluate(
     for q, position in enumerate([*queries, n]):
         started = time.perf_counter()
         if position > start:
-            predictions[start:position] = model.learn(_slice(events, start, position))
+            predictions[start:position] = model.learn(events.slice(start, position))
         learn_seconds += time.perf_counter() - started
         _count_users(events, start, position, users_so_far, item_users, user_events)
         start = position
@@ -170,17 +169,6 @@ def evaluate(
         item_genres,
         n / learn_seconds if learn_seconds else 0.0,
         queries,
-    )
-
-
-def _slice(events: InteractionBatch, start: int, stop: int) -> InteractionBatch:
-    return InteractionBatch(
-        events.user_ids[start:stop],
-        events.item_ids[start:stop],
-        events.kinds[start:stop],
-        events.values[start:stop],
-        events.durations[start:stop],
-        events.timestamps[start:stop],
     )
 
 
@@ -259,15 +247,14 @@ def _curves(
     hits: npt.NDArray[np.float64],
     queries: Sequence[int],
 ) -> None:
-    """Recall@10 and RMSE over windows of the stream, for the plot."""
+    """Recall@10 and RMSE so far, at ``points`` places along the stream, for the plot."""
     n = len(events)
-    edges = np.linspace(0, n, protocol.points + 1).astype(int)
+    edges = np.linspace(0, n, protocol.points + 1).astype(int)[1:]
     positions = np.asarray(queries, np.int64)
     ratings = (events.kinds == EventKind.RATING) & np.isfinite(predictions)
-    for lo, hi in pairwise(edges.tolist()):
-        window = (positions >= lo) & (positions < hi)
-        in_window = ratings[lo:hi]
-        err = (predictions[lo:hi] - events.values[lo:hi])[in_window]
+    for hi in edges.tolist():
+        asked = positions < hi
+        err = (predictions[:hi] - events.values[:hi])[ratings[:hi]]
         report.curve_events.append(int(hi))
-        report.curve_recall.append(float(hits[window].mean()) if window.any() else float("nan"))
+        report.curve_recall.append(float(hits[asked].mean()) if asked.any() else float("nan"))
         report.curve_rmse.append(float(np.sqrt((err**2).mean())) if err.size else None)

@@ -58,6 +58,17 @@ class InteractionBatch:
     def __len__(self) -> int:
         return len(self.user_ids)
 
+    def slice(self, start: int, stop: int) -> InteractionBatch:
+        """Events ``start`` to ``stop`` (views of the arrays, no copies)."""
+        return InteractionBatch(
+            self.user_ids[start:stop],
+            self.item_ids[start:stop],
+            self.kinds[start:stop],
+            self.values[start:stop],
+            self.durations[start:stop],
+            self.timestamps[start:stop],
+        )
+
     @staticmethod
     def from_columns(
         user_ids: Sequence[str],

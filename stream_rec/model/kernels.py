@@ -25,7 +25,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from stream_rec.model._jit import compiled
+from stream_rec.model._jit import compiled, inlined
 from stream_rec.model.batch import EventKind
 from stream_rec.model.params import ModelParams
 from stream_rec.model.random import mix64, next_state, uniform01
@@ -104,7 +104,7 @@ def hyper_vector(params: ModelParams) -> npt.NDArray[np.float64]:
     return hp
 
 
-@compiled
+@inlined
 def positive_weight(
     kind: np.int8, value: float, duration: float, hp: npt.NDArray[np.float64]
 ) -> float:
@@ -152,6 +152,27 @@ def effective(
     return n
 
 
+@inlined
+def _step_size(
+    P: npt.NDArray[np.float32],
+    row: int,
+    acc_col: int,
+    grad_sq_mean: float,
+    lr: float,
+    count: int,
+    hp: npt.NDArray[np.float64],
+) -> float:
+    """The step of one latent row: lr, decayed by the entity's event count if set, divided
+    by the root of its accumulated mean squared gradient under AdaGrad."""
+    step = lr
+    if hp[HP_STEP_DECAY] > 0.0:
+        step /= math.sqrt(1.0 + count / hp[HP_STEP_DECAY])
+    if hp[HP_ADAGRAD] > 0.0:
+        P[row, acc_col] += grad_sq_mean
+        step /= math.sqrt(P[row, acc_col] + _EPS)
+    return step
+
+
 @compiled
 def _step_rows(
     P: npt.NDArray[np.float32],
@@ -171,14 +192,11 @@ def _step_rows(
     if hp[HP_STEP_DECAY] > 0.0:
         step /= math.sqrt(1.0 + count / hp[HP_STEP_DECAY])
     adagrad = hp[HP_ADAGRAD] > 0.0
+    sq = 0.0
     if adagrad:
-        sq = 0.0
         for f in range(k):
             sq += grad[f] * grad[f]
-        P[row, acc_col] += sq / k
-        own = step / math.sqrt(P[row, acc_col] + _EPS)
-    else:
-        own = step
+    own = _step_size(P, row, acc_col, sq / k, lr, count, hp)
     for f in range(k):
         P[row, f] -= own * (grad[f] + reg * P[row, f])
     n = 0
@@ -225,7 +243,7 @@ def _step_rank_bias(
         FI[feats[row, t], k] -= lr * hp[HP_FEATURE_SCALE] * g / n
 
 
-@compiled
+@inlined
 def _dot(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], k: int) -> float:
     s = 0.0
     for f in range(k):
@@ -276,6 +294,87 @@ def _explicit_step(
     _step_rows(U, u, k + 1, user_feats, FU, grad_u, hp[HP_LR], hp[HP_REG], user_count, hp)
     _step_rows(V, i, k + 2, item_feats, FI, grad_i, hp[HP_LR], hp[HP_REG], item_count, hp)
     return float(err)
+
+
+@inlined
+def _row_dot(
+    U: npt.NDArray[np.float32], u: int, V: npt.NDArray[np.float32], i: int, k: int
+) -> float:
+    """p_u . q_i on the rows, with a float32 accumulator (SIMD on the rows' own type)."""
+    acc = np.float32(0.0)
+    for f in range(k):
+        acc += U[u, f] * V[i, f]
+    return float(acc)
+
+
+@inlined
+def _explicit_rates(hp: npt.NDArray[np.float64]) -> tuple[float, float, float, float, float, float]:
+    """(weight, lr, bias lr, reg, bias reg, scale lr) of the explicit step, read once per
+    batch so that the loop keeps them in registers."""
+    return (
+        float(hp[HP_EXPLICIT_W]),
+        float(hp[HP_LR]),
+        float(hp[HP_BIAS_LR]),
+        float(hp[HP_REG]),
+        float(hp[HP_BIAS_REG]),
+        float(hp[HP_SCALE_LR]),
+    )
+
+
+@inlined
+def _explicit_plain(
+    U: npt.NDArray[np.float32],
+    V: npt.NDArray[np.float32],
+    u: int,
+    i: int,
+    rating: float,
+    mu: float,
+    dot: float,
+    scale: float,
+    rates: tuple[float, float, float, float, float, float],
+    user_count: int,
+    item_count: int,
+    hp: npt.NDArray[np.float64],
+    plain_sgd: bool,
+) -> tuple[float, float]:
+    """:func:`_explicit_step` for a user and an item without features, on their rows
+    directly (the same equations; the common case, and river's). ``dot`` is p_u . q_i,
+    ``scale`` the rating scale s; ``plain_sgd``: no AdaGrad and no step decay, so the steps
+    are the learning rate. Returns (the error before the step, the new scale)."""
+    weight, lr, blr, reg, breg, scale_lr = rates
+    k = V.shape[1] - 3
+    pred = mu + U[u, k] + V[i, k] + scale * dot
+    err = rating - pred
+    g = 2.0 * (pred - rating) * weight
+    U[u, k] -= blr * (g + breg * U[u, k])
+    V[i, k] -= blr * (g + breg * V[i, k])
+    gs = g * scale
+    step_u = lr
+    step_i = lr
+    if not plain_sgd:
+        pp = np.float32(0.0)
+        qq = np.float32(0.0)
+        for f in range(k):
+            pp += U[u, f] * U[u, f]
+            qq += V[i, f] * V[i, f]
+        step_u = _step_size(U, u, k + 1, gs * gs * qq / k, lr, user_count, hp)
+        step_i = _step_size(V, i, k + 2, gs * gs * pp / k, lr, item_count, hp)
+    # p -= step (g s q + reg p), q -= step (g s p + reg q), with the old p and q.
+    a_u = np.float32(step_u * gs)
+    a_i = np.float32(step_i * gs)
+    d_u = np.float32(1.0 - step_u * reg)
+    d_i = np.float32(1.0 - step_i * reg)
+    for f in range(k):
+        p = U[u, f]
+        q = V[i, f]
+        U[u, f] = d_u * p - a_u * q
+        V[i, f] = d_i * q - a_i * p
+    return float(err), scale - scale_lr * g * dot
+
+
+@inlined
+def _has_features(feats: npt.NDArray[np.int32], row: int) -> bool:
+    return bool(feats.shape[1] > 0 and feats[row, 0] >= 0)
 
 
 @compiled
@@ -513,6 +612,86 @@ def _remember(
 
 
 @compiled
+def _rate(
+    U: npt.NDArray[np.float32],
+    V: npt.NDArray[np.float32],
+    FU: npt.NDArray[np.float32],
+    FI: npt.NDArray[np.float32],
+    user_feats: npt.NDArray[np.int32],
+    item_feats: npt.NDArray[np.int32],
+    u: int,
+    i: int,
+    rating: float,
+    rating_stats: npt.NDArray[np.float64],
+    scratch: npt.NDArray[np.float64],
+    user_count: int,
+    item_count: int,
+    hp: npt.NDArray[np.float64],
+    rates: tuple[float, float, float, float, float, float],
+    plain_sgd: bool,
+    losses: npt.NDArray[np.float64],
+) -> float:
+    """A rating event: its prediction before the step (returned), the running mean, and the
+    explicit step (on the rows directly when neither side has features)."""
+    k = V.shape[1] - 3
+    ue, ie = scratch[0], scratch[1]
+    plain = not _has_features(user_feats, u) and not _has_features(item_feats, i)
+    if plain:
+        dot = _row_dot(U, u, V, i, k)
+    else:
+        effective(U, u, user_feats, FU, ue)
+        effective(V, i, item_feats, FI, ie)
+        dot = _dot(ue, ie, k)
+    mu_before = rating_stats[0] / rating_stats[1] if rating_stats[1] > 0 else 0.0
+    prediction = mu_before + U[u, k] + V[i, k] + rating_stats[2] * dot
+    rating_stats[0] += rating
+    rating_stats[1] += 1.0
+    if rates[0] <= 0.0:
+        return float(prediction)
+    mu = rating_stats[0] / rating_stats[1]
+    if plain:
+        err, rating_stats[2] = _explicit_plain(
+            U,
+            V,
+            u,
+            i,
+            rating,
+            mu,
+            dot,
+            rating_stats[2],
+            rates,
+            user_count,
+            item_count,
+            hp,
+            plain_sgd,
+        )
+    else:
+        err = _explicit_step(
+            U,
+            V,
+            u,
+            i,
+            rating,
+            mu,
+            rating_stats,
+            ue,
+            ie,
+            user_feats,
+            FU,
+            item_feats,
+            FI,
+            scratch[3],
+            scratch[4],
+            user_count,
+            item_count,
+            hp,
+        )
+    losses[LOSS_SQUARED_ERROR] += err * err
+    losses[LOSS_RATINGS] += 1.0
+    return float(prediction)
+
+
+@compiled
 def apply_events(
     U: npt.NDArray[np.float32],
     V: npt.NDArray[np.float32],
@@ -558,6 +737,10 @@ def apply_events(
     ue, ie = scratch[0], scratch[1]
     seed_key = mix64(np.uint64(seed))
     n_known = n_known_items
+    plain_sgd = hp[HP_ADAGRAD] == 0.0 and hp[HP_STEP_DECAY] == 0.0
+    rates = _explicit_rates(hp)
+    session_min_rating = hp[HP_SESSION_MIN_RATING]
+    impressions = hp[HP_IMPRESSION_W] > 0.0
     for e in range(users.shape[0]):
         u = users[e]
         i = items[e]
@@ -565,43 +748,34 @@ def apply_events(
         n_known = max(n_known, i + 1)
         dirty_users[u] = 1
         dirty_items[i] = 1
-        # The user's event number keys its random draws: independent of batching.
-        state = mix64(user_keys[u] ^ seed_key) ^ np.uint64(user_counts[u])
-        effective(U, u, user_feats, FU, ue)
-        effective(V, i, item_feats, FI, ie)
-        predictions[e] = np.nan
         if kind == _RATING:
-            mu_before = rating_stats[0] / rating_stats[1] if rating_stats[1] > 0 else 0.0
-            predictions[e] = mu_before + U[u, k] + V[i, k] + rating_stats[2] * _dot(ue, ie, k)
-            rating_stats[0] += values[e]
-            rating_stats[1] += 1.0
-            if hp[HP_EXPLICIT_W] > 0.0:
-                err = _explicit_step(
-                    U,
-                    V,
-                    u,
-                    i,
-                    values[e],
-                    rating_stats[0] / rating_stats[1],
-                    rating_stats,
-                    ue,
-                    ie,
-                    user_feats,
-                    FU,
-                    item_feats,
-                    FI,
-                    scratch[3],
-                    scratch[4],
-                    user_counts[u],
-                    item_counts[i],
-                    hp,
-                )
-                losses[LOSS_SQUARED_ERROR] += err * err
-                losses[LOSS_RATINGS] += 1.0
-                effective(U, u, user_feats, FU, ue)
-                effective(V, i, item_feats, FI, ie)
+            predictions[e] = _rate(
+                U,
+                V,
+                FU,
+                FI,
+                user_feats,
+                item_feats,
+                u,
+                i,
+                values[e],
+                rating_stats,
+                scratch,
+                user_counts[u],
+                item_counts[i],
+                hp,
+                rates,
+                plain_sgd,
+                losses,
+            )
+        else:
+            predictions[e] = np.nan
         weight = positive_weight(kind, values[e], durations[e], hp)
         if weight > 0.0 and n_known > 1:
+            effective(U, u, user_feats, FU, ue)
+            effective(V, i, item_feats, FI, ie)
+            # The user's event number keys its random draws: independent of batching.
+            state = mix64(user_keys[u] ^ seed_key) ^ np.uint64(user_counts[u])
             _rank_positive(
                 U,
                 V,
@@ -624,7 +798,9 @@ def apply_events(
                 losses,
                 dirty_items,
             )
-        elif kind == _IMPRESSION and hp[HP_IMPRESSION_W] > 0.0:
+        elif kind == _IMPRESSION and impressions:
+            effective(U, u, user_feats, FU, ue)
+            effective(V, i, item_feats, FI, ie)
             _impression_step(
                 U,
                 V,
@@ -642,7 +818,7 @@ def apply_events(
                 item_counts[i],
                 hp,
             )
-        if weight > 0.0 or (kind == _RATING and values[e] >= hp[HP_SESSION_MIN_RATING]):
+        if weight > 0.0 or (kind == _RATING and values[e] >= session_min_rating):
             _remember(
                 recent,
                 neighbours,
@@ -658,3 +834,64 @@ def apply_events(
         user_counts[u] += 1
         item_counts[i] += 1
     return n_known
+
+
+@compiled
+def apply_ratings(
+    U: npt.NDArray[np.float32],
+    V: npt.NDArray[np.float32],
+    user_counts: npt.NDArray[np.int64],
+    item_counts: npt.NDArray[np.int64],
+    users: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float32],
+    rating_stats: npt.NDArray[np.float64],
+    hp: npt.NDArray[np.float64],
+    losses: npt.NDArray[np.float64],
+    predictions: npt.NDArray[np.float64],
+    dirty_users: npt.NDArray[np.uint8],
+    dirty_items: npt.NDArray[np.uint8],
+) -> None:
+    """:func:`apply_events` for a batch of ratings that are no positive and enter no
+    session, by users and items without features: the explicit step alone, in a loop small
+    enough for the compiler to keep in registers. The same results, bit for bit."""
+    k = V.shape[1] - 3
+    plain_sgd = hp[HP_ADAGRAD] == 0.0 and hp[HP_STEP_DECAY] == 0.0
+    explicit = hp[HP_EXPLICIT_W] > 0.0
+    rates = _explicit_rates(hp)
+    # The running sums live in registers during the loop, in the arrays after it.
+    total, count, scale = rating_stats[0], rating_stats[1], rating_stats[2]
+    squared_error = 0.0
+    stepped = 0
+    for e in range(users.shape[0]):
+        u = users[e]
+        i = items[e]
+        dirty_users[u] = 1
+        dirty_items[i] = 1
+        dot = _row_dot(U, u, V, i, k)
+        predictions[e] = (total / count if count > 0 else 0.0) + U[u, k] + V[i, k] + scale * dot
+        total += values[e]
+        count += 1.0
+        if explicit:
+            err, scale = _explicit_plain(
+                U,
+                V,
+                u,
+                i,
+                values[e],
+                total / count,
+                dot,
+                scale,
+                rates,
+                user_counts[u],
+                item_counts[i],
+                hp,
+                plain_sgd,
+            )
+            squared_error += err * err
+            stepped += 1
+        user_counts[u] += 1
+        item_counts[i] += 1
+    rating_stats[0], rating_stats[1], rating_stats[2] = total, count, scale
+    losses[LOSS_SQUARED_ERROR] += squared_error
+    losses[LOSS_RATINGS] += stepped

@@ -1,0 +1,210 @@
+"""`stream-rec bench`: speed measured side by side in one run, written as JSON.
+
+Sections (more come with the benchmark issue):
+- ``kernel``: events/s of the compiled per-event update against river's
+  ``reco.BiasedMF.learn_one`` on the same rating events (explicit objective, k = 32 and
+  64), and of the full default model on a synthetic click/watch stream (implicit).
+  ``events_per_s`` times the kernel on rows already mapped from ids;
+  ``apply_events_per_s`` times :meth:`HybridModel.apply` with the id mapping.
+- ``topk``: users/s of the top-k for 1000 users over 10k and 100k items (k = 64, 20 seen
+  items excluded per user) against the bare float32 matmul of the same shapes.
+Each figure is the best of a few repeats (the machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from river import optim, reco
+
+from stream_rec.evaluation.locate import dataset_path
+from stream_rec.evaluation.movielens import load_ratings
+from stream_rec.evaluation.synthetic import SyntheticWorld
+from stream_rec.model import EventKind, HybridModel, InteractionBatch, ModelParams, top_k
+
+
+def _best(repeats: int, run: Callable[[], float]) -> float:
+    """The shortest of ``repeats`` timings (seconds) of ``run``."""
+    return min(run() for _ in range(repeats))
+
+
+def rating_events(limit: int) -> tuple[InteractionBatch, str]:
+    """The first ``limit`` ratings of ml-latest-small, or synthetic ratings where it is absent."""
+    path = dataset_path("ml-latest-small")
+    if path is not None:
+        ratings = load_ratings(path, "movielens-csv")
+        n = min(limit, len(ratings))
+        batch = InteractionBatch(
+            ratings.users[:n].tolist(),
+            ratings.items[:n].tolist(),
+            np.full(n, EventKind.RATING, np.int8),
+            ratings.ratings[:n].astype(np.float32),
+            np.full(n, np.nan, np.float32),
+            ratings.timestamps[:n],
+        )
+        return batch, f"ml-latest-small, first {n} ratings"
+    world = SyntheticWorld.create(n_users=600, n_items=9_000, seed=1)
+    rng = np.random.default_rng(1)
+    events = [e for e in world.events(limit * 2) if e["type"] != "impression"][:limit]
+    batch = InteractionBatch.from_columns(
+        [e["user_id"] for e in events],
+        [e["item_id"] for e in events],
+        [EventKind.RATING] * len(events),
+        (rng.integers(1, 11, len(events)) / 2).tolist(),
+    )
+    return batch, f"synthetic ratings, {len(events)}"
+
+
+def explicit_params(k: int) -> ModelParams:
+    """The explicit objective alone: the same work per event as river's BiasedMF."""
+    return ModelParams(
+        factors=k,
+        learning_rate=0.05,
+        bias_learning_rate=0.025,
+        rating_scale_learning_rate=0.0,
+        rating_weight=0.0,
+        session_length=0,
+        session_min_rating=1e9,
+        max_features=0,
+    )
+
+
+def kernel_events_per_s(model: HybridModel, batch: InteractionBatch, repeats: int) -> float:
+    """Events/s of the compiled update alone (ids mapped to rows beforehand)."""
+    users = model.users.rows_for(batch.user_ids)
+    items = model.items.rows_for(batch.item_ids)
+    model.apply(batch.slice(0, 1))  # grows the side arrays; compiles if needed
+
+    def run() -> float:
+        started = time.perf_counter()
+        model.step_rows(users, items, batch, len(model.items))
+        return time.perf_counter() - started
+
+    return len(batch) / _best(repeats, run)
+
+
+def apply_events_per_s(params: ModelParams, batch: InteractionBatch, repeats: int) -> float:
+    """Events/s of HybridModel.apply on a fresh model (id mapping and bookkeeping included)."""
+    HybridModel(params).warmup()
+
+    def run() -> float:
+        model = HybridModel(params)
+        started = time.perf_counter()
+        for start in range(0, len(batch), 2_000):
+            model.apply(batch.slice(start, start + 2_000))
+        return time.perf_counter() - started
+
+    return len(batch) / _best(repeats, run)
+
+
+def river_events_per_s(batch: InteractionBatch, k: int, limit: int) -> float:
+    """Events/s of river's BiasedMF.learn_one (n_factors=k, plain SGD) on the same events."""
+    model: Any = reco.BiasedMF(
+        n_factors=k, bias_optimizer=optim.SGD(0.025), latent_optimizer=optim.SGD(0.05)
+    )
+    n = min(limit, len(batch))
+    users, items, values = batch.user_ids[:n], batch.item_ids[:n], batch.values[:n].tolist()
+    started = time.perf_counter()
+    for user, item, y in zip(users, items, values, strict=True):
+        model.learn_one(user, item, y)
+    return n / (time.perf_counter() - started)
+
+
+def implicit_events(n: int) -> InteractionBatch:
+    """A synthetic stream with the demo's event mix (clicks, watches, ratings, impressions)."""
+    world = SyntheticWorld.create(n_users=20_000, n_items=10_000, seed=3)
+    codes = {"impression": 0, "click": 1, "watch": 2, "rating": 3}
+    events = list(world.events(n))
+    return InteractionBatch.from_columns(
+        [e["user_id"] for e in events],
+        [e["item_id"] for e in events],
+        [codes[e["type"]] for e in events],
+        [e.get("rating", e.get("watch_seconds", 0.0)) for e in events],
+        [e.get("duration_seconds", float("nan")) for e in events],
+    )
+
+
+def bench_kernel(quick: bool) -> dict[str, Any]:
+    repeats = 2 if quick else 3
+    ratings, source = rating_events(30_000 if quick else 100_836)
+    river_limit = 5_000 if quick else 20_000
+    out: dict[str, Any] = {"ratings": source}
+    for k in (32, 64):
+        params = explicit_params(k)
+        ours = kernel_events_per_s(HybridModel(params), ratings, repeats)
+        river = river_events_per_s(ratings, k, river_limit)
+        out[f"explicit_k{k}"] = {
+            "events_per_s": round(ours),
+            "apply_events_per_s": round(apply_events_per_s(params, ratings, repeats)),
+            "river_events_per_s": round(river),
+            "ratio_to_river": round(ours / river, 1),
+        }
+    stream = implicit_events(50_000 if quick else 200_000)
+    params = ModelParams(factors=64)
+    model = HybridModel(params)
+    out["implicit_k64"] = {
+        "events_per_s": round(kernel_events_per_s(model, stream, repeats)),
+        "apply_events_per_s": round(apply_events_per_s(params, stream, repeats)),
+        "workload": f"synthetic demo mix, {len(stream)} events, 20k users, 10k items, "
+        f"{params.negatives} negatives per positive, session on",
+    }
+    return out
+
+
+def bench_topk(quick: bool) -> dict[str, Any]:
+    repeats = 3 if quick else 5
+    rng = np.random.default_rng(0)
+    users = rng.normal(size=(1_000, 64)).astype(np.float32)
+    out: dict[str, Any] = {}
+    for n in (10_000, 100_000):
+        items = rng.normal(size=(n, 64)).astype(np.float32)
+        bias = rng.normal(size=n).astype(np.float32)
+        seen = rng.integers(0, n, size=(1_000, 20))
+        indptr = np.arange(0, 20 * 1_000 + 1, 20, dtype=np.int64)
+        indices = seen.reshape(-1).astype(np.int64)
+        top_k(users[:10], items, bias, indptr, indices, 10)  # compile
+
+        def selected(
+            items: npt.NDArray[np.float32] = items,
+            bias: npt.NDArray[np.float32] = bias,
+            indptr: npt.NDArray[np.int64] = indptr,
+            indices: npt.NDArray[np.int64] = indices,
+        ) -> float:
+            started = time.perf_counter()
+            top_k(users, items, bias, indptr, indices, 10)
+            return time.perf_counter() - started
+
+        def matmul(items: npt.NDArray[np.float32] = items) -> float:
+            started = time.perf_counter()
+            _ = users @ items.T
+            return time.perf_counter() - started
+
+        ours = 1_000 / _best(repeats, selected)
+        bare = 1_000 / _best(repeats, matmul)
+        out[f"items_{n}"] = {
+            "users_per_s": round(ours),
+            "matmul_users_per_s": round(bare),
+            "ratio_to_matmul": round(ours / bare, 3),
+        }
+    return out
+
+
+def run_bench(quick: bool, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every section, with the machine and date, as one JSON-ready dict."""
+    result: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count(), "date": dt.date.today().isoformat()},
+        "quick": quick,
+        "defaults": {"factors": ModelParams().factors, "negatives": ModelParams().negatives},
+    }
+    for name, section in (("kernel", bench_kernel), ("topk", bench_topk)):
+        started = time.perf_counter()
+        result[name] = section(quick)
+        if log:
+            log(f"{name}: {time.perf_counter() - started:.1f} s")
+    return result

@@ -14,31 +14,28 @@ Not thread-safe: one caller applies batches and reads lists.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import chain
-from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from stream_rec.model._jit import compiled
 from stream_rec.model.batch import CONSUMED_KINDS, EventKind, InteractionBatch
-from stream_rec.model.kernels import (
+from stream_rec.model.hyper import (
     LOSS_POSITIVES,
     LOSS_RANKING,
     LOSS_RATINGS,
     LOSS_SIZE,
     LOSS_SQUARED_ERROR,
-    apply_events,
-    apply_ratings,
     hyper_vector,
 )
+from stream_rec.model.kernels import apply_events, apply_ratings
 from stream_rec.model.params import ModelParams
-from stream_rec.model.tables import EntityTable, SideColumn, TableRows
+from stream_rec.model.steps import effective_rows
+from stream_rec.model.tables import EntityTable, ModelDelta, SideColumn, TableRows, grown
 from stream_rec.model.topk import SessionQuery, blended_scores, top_k
 
 _CONSUMED_CODES = np.array(sorted(int(k) for k in CONSUMED_KINDS), np.int8)
-_S = TypeVar("_S", bound=np.generic)
 TABLES = ("users", "items", "user_features", "item_features")
 
 
@@ -59,45 +56,6 @@ class AppliedBatch:
     ratings: int
     ranking_loss: float
     ranking_steps: int
-
-
-@dataclass(frozen=True)
-class ModelDelta:
-    """Rows of each table (as records) and the global state, to persist or restore."""
-
-    tables: dict[str, TableRows]
-    globals: dict[str, bytes] = field(default_factory=dict)
-
-
-@compiled
-def _effective_rows(
-    P: npt.NDArray[np.float32],
-    rows: npt.NDArray[np.int64],
-    feats: npt.NDArray[np.int32],
-    F: npt.NDArray[np.float32],
-    bias_col: int,
-    feature_bias_col: int,
-    out: npt.NDArray[np.float32],
-    out_bias: npt.NDArray[np.float32],
-) -> None:
-    """out[r] = own vector + mean feature vector; out_bias[r] = own + mean feature bias."""
-    k = out.shape[1]
-    for r in range(rows.shape[0]):
-        row = rows[r]
-        for f in range(k):
-            out[r, f] = P[row, f]
-        out_bias[r] = P[row, bias_col] if bias_col >= 0 else 0.0
-        n = 0
-        for t in range(feats.shape[1]):
-            if feats[row, t] < 0:
-                break
-            n += 1
-        for t in range(n):
-            fr = feats[row, t]
-            for f in range(k):
-                out[r, f] += F[fr, f] / n
-            if feature_bias_col >= 0:
-                out_bias[r] += F[fr, feature_bias_col] / n
 
 
 class HybridModel:
@@ -494,7 +452,7 @@ class HybridModel:
         out = np.empty((rows.shape[0], self.k), np.float32)
         bias = np.empty(rows.shape[0], np.float32)
         bias_col = self.k + bias_offset if bias_offset >= 0 else -1
-        _effective_rows(
+        effective_rows(
             table.rows,
             rows,
             table.side["features"],
@@ -511,10 +469,10 @@ class HybridModel:
         if len(self._seen) < n_users:
             self._seen.extend(set() for _ in range(n_users - len(self._seen)))
         if self._dirty_users.shape[0] < self.users.rows.shape[0]:
-            self._dirty_users = _grown(self._dirty_users, self.users.rows.shape[0])
+            self._dirty_users = grown(self._dirty_users, self.users.rows.shape[0], 0)
         if self._dirty_items.shape[0] < self.items.rows.shape[0]:
-            self._dirty_items = _grown(self._dirty_items, self.items.rows.shape[0])
-            self._window_counts = _grown(self._window_counts, self.items.rows.shape[0])
+            self._dirty_items = grown(self._dirty_items, self.items.rows.shape[0], 0)
+            self._window_counts = grown(self._window_counts, self.items.rows.shape[0], 0)
 
     def _exclusions(
         self, user_rows: npt.NDArray[np.int64]
@@ -525,9 +483,3 @@ class HybridModel:
         np.cumsum([len(s) for s in seen], out=indptr[1:])
         indices = np.fromiter(chain.from_iterable(seen), np.int64, int(indptr[-1]))
         return indptr, indices
-
-
-def _grown(array: npt.NDArray[_S], size: int) -> npt.NDArray[_S]:
-    grown = np.zeros(size, array.dtype)
-    grown[: array.shape[0]] = array
-    return grown

@@ -11,7 +11,7 @@ with their row number, so a restored table is numbered exactly as the original w
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -178,14 +178,23 @@ class EntityTable:
             return
         while capacity < needed:
             capacity *= 2
-        self.rows = _grown(self.rows, capacity, 0.0)
-        self.counts = _grown(self.counts, capacity, 0)
-        self.keys = _grown(self.keys, capacity, 0)
+        self.rows = grown(self.rows, capacity, 0.0)
+        self.counts = grown(self.counts, capacity, 0)
+        self.keys = grown(self.keys, capacity, 0)
         for column in self._side_spec:
-            self.side[column.name] = _grown(self.side[column.name], capacity, column.fill)
+            self.side[column.name] = grown(self.side[column.name], capacity, column.fill)
 
 
-def _grown(array: npt.NDArray[_S], capacity: int, fill: float) -> npt.NDArray[_S]:
+def grown(array: npt.NDArray[_S], capacity: int, fill: float) -> npt.NDArray[_S]:
+    """A copy of ``array`` with ``capacity`` rows, the new ones set to ``fill``."""
     grown = np.full((capacity, *array.shape[1:]), fill, array.dtype)
     grown[: array.shape[0]] = array
     return grown
+
+
+@dataclass(frozen=True)
+class ModelDelta:
+    """Rows of each table (as records) and the global state, to persist or restore."""
+
+    tables: dict[str, TableRows]
+    globals: dict[str, bytes] = field(default_factory=dict)

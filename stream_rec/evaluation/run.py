@@ -111,7 +111,10 @@ def _jsonl_stream(path: Path) -> tuple[InteractionBatch, SideInfo, int]:
 def build_models(names: Sequence[str], params: ModelParams, side: SideInfo) -> list[EvaluatedModel]:
     """The named models, in the order given."""
     variants = {
-        m.name: m for m in stream_rec_variants(params, side.user_features, side.item_features)
+        m.name: m
+        for m in stream_rec_variants(
+            params, side.user_features, side.item_features, side.timed_item_features
+        )
     }
     models: list[EvaluatedModel] = []
     for name in names:

@@ -144,3 +144,27 @@ def test_evaluate_command_writes_json_and_a_plot(tmp_path: Path) -> None:
 def test_evaluate_command_refuses_bad_arguments(tmp_path: Path) -> None:
     assert main(["evaluate", "--data", str(tmp_path), "--format", "movielens-100k"]) == 2
     assert main(["evaluate", "--data", str(tmp_path), "--format", "jsonl", "--models", "nope"]) == 2
+
+
+def test_tags_are_known_only_after_they_were_applied() -> None:
+    from stream_rec.evaluation.baselines import StreamRecModel
+    from stream_rec.model import ModelParams
+
+    model = StreamRecModel(
+        "m",
+        ModelParams(factors=4, negatives=2),
+        item_features={"a": ["genre=x"]},
+        timed_item_features=[(15.0, "a", "tag=late"), (5.0, "a", "tag=early")][::-1],
+    )
+    first = InteractionBatch.from_columns(
+        ["u", "u"], ["a", "b"], [R, R], [4.0, 3.0], timestamps=[10.0, 20.0]
+    )
+    model.learn(first)
+    tokens = model.model.item_features.ids
+    row = model.model.items.row_of("a")
+    assert row is not None
+    known = {tokens[f] for f in model.model.items.side["features"][row] if f >= 0}
+    assert known == {"genre=x", "tag=early"}  # the tag of t=15 came after the chunk began
+    model.learn(InteractionBatch.from_columns(["u"], ["c"], [R], [5.0], timestamps=[30.0]))
+    known = {tokens[f] for f in model.model.items.side["features"][row] if f >= 0}
+    assert known == {"genre=x", "tag=early", "tag=late"}

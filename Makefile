@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install kafka-jars demo test lint unit clean
+.PHONY: install kafka-jars demo test lint unit clean readme-settings
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,11 @@ test: install kafka-jars lint
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The README's settings table, printed by the code (a test checks that they agree).
+readme-settings: install
+	$(BIN)/python -c "import re, pathlib, subprocess; \
+	p = pathlib.Path('README.md'); table = subprocess.run(['$(BIN)/stream-rec', 'settings', '--markdown'], \
+	capture_output=True, text=True, check=True).stdout.strip(); \
+	p.write_text(re.sub(r'(?s)<!-- settings:start -->.*<!-- settings:end -->', \
+	lambda m: '<!-- settings:start -->\n' + table + '\n<!-- settings:end -->', p.read_text()))"

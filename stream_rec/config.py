@@ -141,8 +141,16 @@ class WorkerSettings(_Group):
     """First pause after a failed Redis or broker call; doubles up to the maximum."""
     retry_max_seconds: float = Field(5.0, gt=0)
     """Longest pause between retries."""
-    model_name: str = "stream-rec-mf"
+    model_name: str = "stream-rec"
     """The ``model`` field of published lists."""
+    dedup_window: int = Field(100_000, ge=0, le=100_000_000)
+    """An event id seen among a partition's last this many offsets is not applied again
+    (0 turns de-duplication off)."""
+    list_ttl_seconds: int = Field(30 * 86_400, ge=0)
+    """Lists stored in Redis expire after this long without an update (0: never)."""
+    instance_id: str | None = None
+    """A stable name for this worker (Kafka static membership): a restarted worker with
+    the same name takes its partitions back without a rebalance. Unique per worker."""
 
 
 class MetricsSettings(_Group):
@@ -225,6 +233,7 @@ def load_settings(**overrides: Any) -> Settings:
 _KNOWN_EXTRA = frozenset(
     {
         "STREAM_REC_CACHE_DIR",
+        "STREAM_REC_CRASH_AT",
         "STREAM_REC_KAFKA_LIBS",
         "STREAM_REC_KAFKA_BOOTSTRAP",
         "STREAM_REC_REDIS_URL",

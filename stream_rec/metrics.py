@@ -52,6 +52,21 @@ class WorkerMetrics:
             registry=registry,
         )
         self.rejected = {reason: rejected.labels(reason) for reason in REJECTION_REASONS}
+        self.deduplicated = Counter(
+            p + "events_deduplicated",
+            "Events skipped because their event id was applied within the window.",
+            registry=registry,
+        )
+        self.replayed = Counter(
+            p + "records_replayed",
+            "Records skipped because their offset was already applied (redelivered).",
+            registry=registry,
+        )
+        self.fenced = Counter(
+            p + "fenced_writes",
+            "Commits refused because another worker had claimed a partition of them.",
+            registry=registry,
+        )
         self.batches = Counter(p + "batches", "Micro-batches processed.", registry=registry)
         self.batch_duration = Histogram(
             p + "batch_duration_seconds",

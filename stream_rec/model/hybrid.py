@@ -87,7 +87,7 @@ class HybridModel:
         )
         self.user_features = EntityTable(k, k + 1, params.init_std, params.seed ^ 0xF00D)
         self.item_features = EntityTable(k, k + 2, params.init_std, params.seed ^ 0xFEED)
-        self._seen: list[set[int]] = []
+        self._seen: list[dict[int, None]] = []  # ordered sets: the oldest is forgotten first
         self._rating_stats = np.array([0.0, 0.0, 1.0])  # sum, count, rating scale
         self._window = np.full(params.popularity_window, -1, np.int32)
         self._window_position = np.zeros(1, np.int64)
@@ -129,10 +129,13 @@ class HybridModel:
         losses, predictions = self.step_rows(users, items, batch, n_items_before)
         consumed = np.isin(batch.kinds, _CONSUMED_CODES)
         new_seen: dict[int, list[int]] = {}
+        cap = self.params.max_seen_items
         for user, item in zip(users[consumed].tolist(), items[consumed].tolist(), strict=True):
             seen = self._seen[user]
             if item not in seen:
-                seen.add(item)
+                seen[item] = None
+                if len(seen) > cap:
+                    del seen[next(iter(seen))]
                 new_seen.setdefault(user, []).append(item)
         return AppliedBatch(
             np.fromiter(dict.fromkeys(users.tolist()), np.int64),
@@ -384,9 +387,8 @@ class HybridModel:
         for user_id, item_ids in seen.items():
             row = self.users.row_of(user_id)
             if row is not None:
-                self._seen[row].update(
-                    i for i in (self.items.row_of(x) for x in item_ids) if i is not None
-                )
+                rows = [i for i in (self.items.row_of(x) for x in item_ids) if i is not None]
+                self._seen[row].update(dict.fromkeys(rows[-self.params.max_seen_items :]))
 
     def warmup(self) -> None:
         """Compile (or load from cache) every kernel, on a throwaway model."""
@@ -467,7 +469,7 @@ class HybridModel:
     def _grow(self) -> None:
         n_users = len(self.users)
         if len(self._seen) < n_users:
-            self._seen.extend(set() for _ in range(n_users - len(self._seen)))
+            self._seen.extend({} for _ in range(n_users - len(self._seen)))
         if self._dirty_users.shape[0] < self.users.rows.shape[0]:
             self._dirty_users = grown(self._dirty_users, self.users.rows.shape[0], 0)
         if self._dirty_items.shape[0] < self.items.rows.shape[0]:

@@ -143,5 +143,9 @@ class ModelParams:
     """The latest positives kept to estimate recent popularity (cold lists, negatives)."""
 
     # --- lists --------------------------------------------------------------------------
+    max_seen_items: Annotated[int, Interval(ge=1, le=1_000_000)] = 1_000
+    """Items remembered per user as consumed (excluded from its lists); beyond this the
+    oldest are forgotten, which bounds memory in the process and in Redis."""
+
     top_k: Annotated[int, Interval(ge=1, le=1000)] = 10
     """Length of every published recommendation list."""

@@ -1,8 +1,12 @@
 """The state store's contract, shared by the Redis store and its in-memory twin.
 
 One :meth:`StateStore.commit` writes a whole batch - changed model rows, counters, seen
-items, lists, versions and the partitions' next offsets - as one atomic step, so a reader
-(or a restarted worker) sees every batch entirely or not at all.
+items, lists, versions, the event ids of the de-duplication windows and the partitions'
+next offsets - as one atomic step, so a reader (or a restarted worker) sees every batch
+entirely or not at all. A commit is also fenced: it only lands if every partition in it
+still has the epoch its writer claimed, so a worker that lost a partition (a "zombie")
+cannot overwrite the state of the partition's new owner. Every write is idempotent
+(values, not increments), so a commit retried after a lost reply changes nothing more.
 """
 
 from __future__ import annotations
@@ -22,14 +26,28 @@ class StoreStateMismatch(Exception):
     """The stored state does not fit this model (for example another number of factors)."""
 
 
+class StoreFenced(Exception):
+    """A partition of the commit was claimed by another writer: nothing was written."""
+
+    def __init__(self, message: str, partitions: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.partitions = list(partitions)
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Everything one batch changed, written atomically by :meth:`StateStore.commit`.
 
-    ``model`` holds the changed rows of each model table (records keyed by id) and the
-    model's global state; ``seen`` only the items newly consumed in this batch; ``lists``
-    maps user ids to their recommendation message (JSON bytes); ``offsets`` maps
-    "topic:partition" to the next offset to apply; ``layout`` describes the records' shape.
+    - ``model``: the changed rows of each model table (records keyed by id) and the
+      model's global state; ``layout`` describes the records' shape;
+    - ``seen``: the items newly consumed in this batch, per user (appended to the user's
+      list of seen items, of which the store keeps the last ``seen_cap``);
+    - ``lists``: user id -> recommendation message (JSON), kept ``list_ttl_seconds``
+      (0: forever); ``versions``: user id -> the version of that list;
+    - ``offsets``: "topic:partition" -> the next offset to apply; ``epochs``: the epoch
+      this writer claimed for each of those partitions;
+    - ``dedup``: per partition, the (event id, offset) pairs added to its window, and
+      ``dedup_from``: per partition, the lowest offset the window still holds.
     """
 
     model: ModelDelta
@@ -38,6 +56,11 @@ class Checkpoint:
     versions: Mapping[str, int]
     offsets: Mapping[str, int]
     layout: str
+    epochs: Mapping[str, int] = field(default_factory=dict)
+    dedup: Mapping[str, Sequence[tuple[str, int]]] = field(default_factory=dict)
+    dedup_from: Mapping[str, int] = field(default_factory=dict)
+    seen_cap: int = 1_000
+    list_ttl_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -48,6 +71,7 @@ class StateSnapshot:
     seen: dict[str, list[str]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)
+    dedup: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,8 +100,12 @@ class StateStore(Protocol):
     def load(self, layout: str) -> StateSnapshot:
         """Everything stored; raises :class:`StoreStateMismatch` if it has another layout."""
 
+    def claim(self, partitions: Sequence[str]) -> dict[str, int]:
+        """Take over "topic:partition"s: a new epoch for each (any older claim is fenced)."""
+
     def commit(self, checkpoint: Checkpoint) -> None:
-        """Write one batch's changes atomically; all or nothing."""
+        """Write one batch's changes atomically; all or nothing. Raises
+        :class:`StoreFenced` (writing nothing) if a partition's epoch moved on."""
 
     def offsets(self) -> dict[str, int]:
         """The next offset to apply per "topic:partition", as last committed."""

@@ -45,8 +45,17 @@ class KeySpace:
         return f"{self.prefix}:offsets"
 
     def seen(self, user_id: str) -> str:
-        """Set: items the user consumed."""
+        """List: the items the user consumed, oldest first (capped)."""
         return f"{self.prefix}:seen:{user_id}"
+
+    def epoch(self, partition: str) -> str:
+        """String: the claim counter of "topic:partition" (one key each, so that a claim on
+        one partition never fences a commit of another)."""
+        return f"{self.prefix}:epoch:{partition}"
+
+    def dedup(self, partition: str) -> str:
+        """Sorted set: event ids of the partition's de-duplication window, scored by offset."""
+        return f"{self.prefix}:dedup:{partition}"
 
     def recommendation(self, user_id: str) -> str:
         """String: the user's latest recommendation message (JSON)."""

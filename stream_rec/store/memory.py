@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 from stream_rec.model import TABLES, ModelDelta, TableRows
 from stream_rec.store.base import (
     Checkpoint,
     StateSnapshot,
+    StoreFenced,
     StoreStateMismatch,
     StoreStats,
     StoreUnavailable,
@@ -25,10 +27,12 @@ class MemoryStore:
         self._counts: dict[str, dict[str, int]] = {name: {} for name in TABLES}
         self._globals: dict[str, bytes] = {}
         self._layout: str | None = None
-        self._seen: dict[str, set[str]] = {}
+        self._seen: dict[str, list[str]] = {}
         self._lists: dict[str, bytes] = {}
         self._versions: dict[str, int] = {}
         self._offsets: dict[str, int] = {}
+        self._epochs: dict[str, int] = {}
+        self._dedup: dict[str, dict[str, int]] = {}
 
     def start(self) -> None:
         self.ping()
@@ -52,13 +56,23 @@ class MemoryStore:
         }
         return StateSnapshot(
             model=ModelDelta(tables, dict(self._globals)),
-            seen={u: sorted(items) for u, items in self._seen.items()},
+            seen={u: list(items) for u, items in self._seen.items()},
             versions=dict(self._versions),
             offsets=dict(self._offsets),
+            dedup={p: sorted(w.items(), key=lambda e: e[1]) for p, w in self._dedup.items()},
         )
+
+    def claim(self, partitions: Sequence[str]) -> dict[str, int]:
+        self.ping()
+        for partition in partitions:
+            self._epochs[partition] = self._epochs.get(partition, 0) + 1
+        return {p: self._epochs[p] for p in partitions}
 
     def commit(self, checkpoint: Checkpoint) -> None:
         self.ping()
+        for partition, epoch in checkpoint.epochs.items():
+            if self._epochs.get(partition) != epoch:
+                raise StoreFenced(f"{partition} was claimed by another writer", [partition])
         cp = copy.deepcopy(checkpoint)
         for name, rows in cp.model.tables.items():
             for entity_id, record, count in zip(rows.ids, rows.records, rows.counts, strict=True):
@@ -67,9 +81,17 @@ class MemoryStore:
         self._globals.update(cp.model.globals)
         self._layout = cp.layout
         for user_id, item_ids in cp.seen.items():
-            self._seen.setdefault(user_id, set()).update(item_ids)
+            seen = self._seen.setdefault(user_id, [])
+            seen.extend(item_ids)
+            del seen[: max(0, len(seen) - cp.seen_cap)]
         self._lists.update(cp.lists)
         self._versions.update(cp.versions)
+        for partition, entries in cp.dedup.items():
+            self._dedup.setdefault(partition, {}).update(entries)
+        for partition, lowest in cp.dedup_from.items():
+            window = self._dedup.get(partition, {})
+            for event_id in [e for e, offset in window.items() if offset < lowest]:
+                del window[event_id]
         self._offsets.update(cp.offsets)
         self.commits += 1
 

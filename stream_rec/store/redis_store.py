@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -14,6 +14,7 @@ from stream_rec.model import TABLES, ModelDelta, TableRows
 from stream_rec.store.base import (
     Checkpoint,
     StateSnapshot,
+    StoreFenced,
     StoreStateMismatch,
     StoreStats,
     StoreUnavailable,
@@ -22,7 +23,7 @@ from stream_rec.store.keys import KeySpace
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 _SCAN_COUNT = 2_000
 _GLOBAL = "g:"
 _COUNTED = {"users": "user_events", "items": "item_events"}
@@ -85,6 +86,15 @@ class RedisStore:
     def commit(self, checkpoint: Checkpoint) -> None:
         self._call(lambda: self._commit(checkpoint))
 
+    def claim(self, partitions: Sequence[str]) -> dict[str, int]:
+        def incr() -> dict[str, int]:
+            pipe = self.client.pipeline(transaction=True)
+            for partition in partitions:
+                pipe.incr(self.keys.epoch(partition))
+            return dict(zip(partitions, (int(v) for v in pipe.execute()), strict=True))
+
+        return self._call(incr)
+
     def offsets(self) -> dict[str, int]:
         return _int_map(self._call(lambda: self.client.hgetall(self.keys.offsets)))
 
@@ -113,7 +123,30 @@ class RedisStore:
 
     def _commit(self, cp: Checkpoint) -> None:
         keys = self.keys
-        pipe = self.client.pipeline(transaction=True)
+        partitions = sorted(cp.epochs)
+        epoch_keys = [keys.epoch(p) for p in partitions]
+        pipe: Any  # redis-py's Pipeline.watch is untyped
+        with self.client.pipeline(transaction=True) as pipe:
+            if partitions:
+                # Optimistic fencing: EXEC fails if a watched epoch moves before it runs.
+                try:
+                    pipe.watch(*epoch_keys)
+                    current = pipe.mget(epoch_keys)
+                except redis.WatchError as exc:  # redis-py's word for a failure while watching
+                    raise StoreUnavailable(f"Redis failed while watching: {exc}") from exc
+                _check_epochs(cp, partitions, current)
+                pipe.multi()
+            self._queue_writes(pipe, cp)
+            try:
+                pipe.execute()
+            except redis.WatchError as exc:
+                # A watched epoch changed - or the connection failed while watching: only
+                # the epochs themselves can tell a new claim from a broken connection.
+                _check_epochs(cp, partitions, self.client.mget(epoch_keys))
+                raise StoreUnavailable(f"the commit's connection failed: {exc}") from exc
+
+    def _queue_writes(self, pipe: Any, cp: Checkpoint) -> None:
+        keys = self.keys
         for name, rows in cp.model.tables.items():
             if rows.ids:
                 pipe.hset(keys.table(name), mapping=_mapping(rows.ids, rows.records))
@@ -122,9 +155,11 @@ class RedisStore:
                     pipe.hset(counters, mapping=_mapping(rows.ids, rows.counts))
         for user_id, item_ids in cp.seen.items():
             if item_ids:
-                pipe.sadd(keys.seen(user_id), *item_ids)
+                pipe.rpush(keys.seen(user_id), *item_ids)
+                pipe.ltrim(keys.seen(user_id), -cp.seen_cap, -1)
+        ttl = cp.list_ttl_seconds or None
         for user_id, message in cp.lists.items():
-            pipe.set(keys.recommendation(user_id), message)
+            pipe.set(keys.recommendation(user_id), message, ex=ttl)
         if cp.versions:
             pipe.hset(
                 keys.versions, mapping=_mapping(list(cp.versions), list(cp.versions.values()))
@@ -132,13 +167,23 @@ class RedisStore:
         meta: dict[FieldT, EncodableT] = {"schema": SCHEMA_VERSION, "layout": cp.layout}
         meta.update({_GLOBAL + name: value for name, value in cp.model.globals.items()})
         pipe.hset(keys.meta, mapping=meta)
+        for partition, entries in cp.dedup.items():
+            if entries:
+                pipe.zadd(keys.dedup(partition), dict(entries))
+        for partition, lowest in cp.dedup_from.items():
+            pipe.zremrangebyscore(keys.dedup(partition), "-inf", f"({lowest}")
         if cp.offsets:
             pipe.hset(keys.offsets, mapping=_mapping(list(cp.offsets), list(cp.offsets.values())))
-        pipe.execute()
 
     def _load(self, layout: str) -> StateSnapshot:
         client = self.client
         meta = {_text(k): _bytes(v) for k, v in client.hgetall(self.keys.meta).items()}
+        schema = meta.get("schema")
+        if schema is not None and schema.decode() != SCHEMA_VERSION:
+            raise StoreStateMismatch(
+                f"Redis prefix {self.keys.prefix!r} holds state of schema {schema.decode()}; this "
+                f"version writes schema {SCHEMA_VERSION}: use a new key prefix"
+            )
         stored = meta.get("layout")
         if stored is not None and stored.decode() != layout:
             raise StoreStateMismatch(
@@ -148,12 +193,18 @@ class RedisStore:
             )
         tables = {name: self._load_table(name) for name in TABLES}
         globals_ = {k[len(_GLOBAL) :]: v for k, v in meta.items() if k.startswith(_GLOBAL)}
+        offsets = _int_map(client.hgetall(self.keys.offsets))
         return StateSnapshot(
             model=ModelDelta(tables, globals_),
             seen=self._load_seen(tables["users"].ids),
             versions=_int_map(dict(self._scan_hash(self.keys.versions))),
-            offsets=_int_map(client.hgetall(self.keys.offsets)),
+            offsets=offsets,
+            dedup={p: self._load_dedup(p) for p in offsets},
         )
+
+    def _load_dedup(self, partition: str) -> list[tuple[str, int]]:
+        pairs: Any = self.client.zrange(self.keys.dedup(partition), 0, -1, withscores=True)
+        return [(_text(event_id), int(offset)) for event_id, offset in pairs]
 
     def _load_table(self, name: str) -> TableRows:
         # SCAN may return a field twice while the hash rehashes: a dict keeps one.
@@ -170,10 +221,10 @@ class RedisStore:
             chunk = user_ids[start : start + _SCAN_COUNT]
             pipe = self.client.pipeline(transaction=False)
             for user_id in chunk:
-                pipe.smembers(self.keys.seen(user_id))
+                pipe.lrange(self.keys.seen(user_id), 0, -1)
             for user_id, members in zip(chunk, pipe.execute(), strict=True):
                 if members:
-                    seen[user_id] = sorted(_text(m) for m in members)
+                    seen[user_id] = [_text(m) for m in members]
         return seen
 
     def _scan_hash(self, key: str) -> Iterator[tuple[bytes, bytes]]:
@@ -184,6 +235,13 @@ class RedisStore:
             return fn()
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
             raise StoreUnavailable(f"Redis unreachable: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_epochs(cp: Checkpoint, partitions: list[str], current: Any) -> None:
+    """Raise :class:`StoreFenced` unless each partition still has the committer's epoch."""
+    for partition, value in zip(partitions, current, strict=True):
+        if value is None or int(value) != cp.epochs[partition]:
+            raise StoreFenced(f"{partition} was claimed by another writer", [partition])
 
 
 def _mapping(fields: list[str], values: list[Any]) -> dict[FieldT, EncodableT]:

@@ -35,8 +35,10 @@ def make_consumer(
     kafka: KafkaSettings, worker: WorkerSettings, topics: TopicSettings
 ) -> KafkaConsumer:
     """A consumer-group member with auto-commit off (offsets live with the state)."""
+    static = {} if worker.instance_id is None else {"group_instance_id": worker.instance_id}
     return KafkaConsumer(
         **kafka.client_options(),
+        **static,
         group_id=worker.group_id,
         enable_auto_commit=False,
         auto_offset_reset=worker.auto_offset_reset,

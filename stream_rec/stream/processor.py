@@ -1,11 +1,14 @@
-"""One micro-batch, one way through: decode -> model -> top-k -> publish -> store.
+"""One micro-batch, one way through: guard -> decode -> model -> top-k -> publish -> store.
 
 The order makes a crash at any point safe:
-1. rejected messages and the new lists are sent and flushed (acknowledged by Kafka);
-2. then the batch's state and the partitions' next offsets go to the store atomically;
-3. then the caller may commit the offsets to Kafka (for lag tooling only).
-A crash before 2 replays the batch from the stored offsets: the replay computes the same
-lists with the same versions, so a consumer sees at most a repeat, never a gap.
+1. records already applied (below the stored offset) and duplicate event ids are skipped;
+2. rejected messages and the new lists are sent and flushed (acknowledged by Kafka);
+3. then the batch's state, the partitions' next offsets and their de-duplication windows
+   go to the store in one fenced, atomic step;
+4. then the caller may commit the offsets to Kafka (for lag tooling only).
+A crash before 3 replays the batch from the stored offsets: the replay computes the same
+lists with the same versions (a list's version is its user's count of applied events), so
+a consumer sees at most a repeat, never a gap.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from stream_rec.events import REJECTION_REASONS, Interaction, Rejection, WatchEv
 from stream_rec.metrics import WorkerMetrics
 from stream_rec.model import KIND_NAMES, AppliedBatch, HybridModel, InteractionBatch
 from stream_rec.store import Checkpoint, StateStore, StoreUnavailable
+from stream_rec.stream.faults import crash_point
+from stream_rec.stream.ledger import PartitionLedger, partition_key
 from stream_rec.stream.records import RecordSink, SourceRecord
 from stream_rec.stream.retry import with_backoff
 
@@ -45,12 +50,21 @@ class BatchResult:
     applied: int
     rejected: int
     published: int
+    duplicates: int = 0
+    replayed: int = 0
 
 
 @dataclass(frozen=True)
 class _Decoded:
     event: Interaction
     record_ts: float  # seconds
+
+
+@dataclass(frozen=True)
+class _Decoding:
+    events: list[_Decoded]
+    rejected: Counter[str]
+    duplicates: int
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,9 @@ class BatchProcessor:
 
     ``retry_initial``/``retry_max`` bound the backoff while the store is unavailable;
     ``stop`` ends such waiting (the batch is then not committed, and will be replayed).
+    ``dedup_window``: an event id seen among a partition's last that many offsets is
+    skipped. A :class:`~stream_rec.store.StoreFenced` from the commit propagates: the
+    model then holds steps the store does not, and the caller must :meth:`restore`.
     """
 
     def __init__(
@@ -79,6 +96,8 @@ class BatchProcessor:
         stop: threading.Event,
         retry_initial: float = 0.1,
         retry_max: float = 5.0,
+        dedup_window: int = 100_000,
+        list_ttl_seconds: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.model = model
@@ -91,14 +110,15 @@ class BatchProcessor:
         self._stop = stop
         self._retry = (retry_initial, retry_max)
         self._clock = clock
-        self._versions: dict[str, int] = {}
+        self._list_ttl = list_ttl_seconds
+        self.ledger = PartitionLedger(dedup_window)
 
     def restore(self) -> dict[str, int]:
         """Load the stored state into the model; return the stored next offsets."""
         layout = self.model.layout
         snapshot = self._with_store(lambda: self._store.load(layout), "loading state")
         self.model.restore(snapshot.model, snapshot.seen)
-        self._versions = dict(snapshot.versions)
+        self.ledger.load(snapshot.offsets, snapshot.dedup)
         self._metrics.users.set(len(self.model.users))
         self._metrics.items.set(len(self.model.items))
         log.info(
@@ -109,42 +129,71 @@ class BatchProcessor:
         )
         return snapshot.offsets
 
-    def stored_offsets(self) -> dict[str, int]:
-        """Next offsets per "topic:partition" as the store has them (retried)."""
-        return self._with_store(self._store.offsets, "reading offsets")
+    def assign(self, partitions: Sequence[str]) -> dict[str, int]:
+        """Claim ``partitions`` (fencing any earlier owner's writes) and return the stored
+        next offset of each that has one, where the caller must resume."""
+        epochs = self._with_store(lambda: self._store.claim(partitions), "claiming partitions")
+        self.ledger.claimed(epochs)
+        stored = self._with_store(self._store.offsets, "reading offsets")
+        for partition in partitions:
+            if partition in stored:
+                self.ledger.next_offsets[partition] = stored[partition]
+        return {p: stored[p] for p in partitions if p in stored}
+
+    def revoke(self, partitions: Sequence[str]) -> None:
+        """These partitions are no longer this worker's to write."""
+        self.ledger.released(partitions)
 
     def process(self, records: Sequence[SourceRecord]) -> BatchResult:
         """Apply one batch end to end; returns once its state is committed to the store."""
         started = time.perf_counter()
-        events, rejected = self._decode(records)
+        fresh = self.ledger.fresh(records)
+        self._metrics.replayed.inc(len(records) - len(fresh))
+        decoding = self._decode(fresh)
+        events = decoding.events
         applied = self.model.apply(self._columns(events)) if events else None
         lists = self._publish_lists(events, applied) if applied is not None else {}
         self._sink.flush()  # lists and dead letters acknowledged before the state moves
+        crash_point("after-flush")
         published_at = self._clock()
         next_offsets = _next_offsets(records)
         checkpoint = self._checkpoint(applied, lists, next_offsets)
         redis_started = time.perf_counter()
         self._with_store(lambda: self._store.commit(checkpoint), "committing state")
+        self.ledger.committed(checkpoint.offsets)
         self._metrics.redis_duration.observe(time.perf_counter() - redis_started)
-        self._observe(records, events, rejected, applied, lists, published_at)
+        self._observe(records, decoding, applied, lists, published_at)
         self._metrics.batch_duration.observe(time.perf_counter() - started)
-        return BatchResult(next_offsets, len(events), sum(rejected.values()), len(lists))
+        return BatchResult(
+            next_offsets,
+            len(events),
+            sum(decoding.rejected.values()),
+            len(lists),
+            decoding.duplicates,
+            len(records) - len(fresh),
+        )
 
-    def _decode(self, records: Sequence[SourceRecord]) -> tuple[list[_Decoded], Counter[str]]:
-        """Valid events merged across partitions by event time; rejects to dead letters."""
+    def _decode(self, records: Sequence[SourceRecord]) -> _Decoding:
+        """Valid new events merged across partitions by event time; rejects to dead
+        letters, duplicates (an event id already in the partition's window) skipped."""
         streams: dict[tuple[str, int], list[tuple[float, int, _Decoded]]] = defaultdict(list)
         rejected: Counter[str] = Counter()
+        duplicates = 0
         for seq, record in enumerate(records):
             decoded = decode_event(record.value, self._max_event_bytes)
             if isinstance(decoded, Rejection):
                 self._dead_letter(record, decoded)
                 rejected[decoded.reason] += 1
                 continue
+            partition = partition_key(record.topic, record.partition)
+            if self.ledger.is_duplicate(partition, decoded.event_id, record.offset):
+                duplicates += 1
+                continue
             item = _Decoded(decoded, record.timestamp / 1000.0)
             streams[(record.topic, record.partition)].append((decoded.ts, seq, item))
         # Each partition keeps its own order; across partitions the earlier event goes first.
         merged = heapq.merge(*streams.values(), key=lambda entry: entry[0])
-        return [entry[2] for entry in merged], rejected
+        return _Decoding([entry[2] for entry in merged], rejected, duplicates)
 
     def _dead_letter(self, record: SourceRecord, rejection: Rejection) -> None:
         headers = [
@@ -185,6 +234,7 @@ class BatchProcessor:
             user = item.event.user_id
             newest_ts[user] = max(newest_ts.get(user, 0.0), item.event.ts)
         rows, scores = self.model.recommend(applied.user_rows)
+        counts = self.model.users.counts
         user_ids = self.model.users.ids
         item_ids = self.model.items.ids
         generated_at = self._clock()
@@ -193,8 +243,9 @@ class BatchProcessor:
             applied.user_rows.tolist(), rows.tolist(), scores.tolist(), strict=True
         ):
             user = user_ids[user_row]
-            version = self._versions.get(user, 0) + 1
-            self._versions[user] = version
+            # The user's count of applied events: it grows with every list, and a replay
+            # cut into other batches gives each list the same version again.
+            version = int(counts[user_row])
             message = orjson.dumps(
                 {
                     "user_id": user,
@@ -226,29 +277,41 @@ class BatchProcessor:
             if applied is None
             else {user_ids[u]: [item_ids[i] for i in new] for u, new in applied.new_seen.items()}
         )
+        versions = {}
+        for user in lists:
+            row = model.users.row_of(user)
+            if row is not None:
+                versions[user] = int(model.users.counts[row])
+        ledger = self.ledger.entries(
+            {partition_key(t, p): nxt for (t, p), nxt in next_offsets.items()}
+        )
         return Checkpoint(
             model=model.take_changes(),
             seen=seen,
             lists=lists,
-            versions={user: self._versions[user] for user in lists},
-            offsets={
-                f"{topic}:{partition}": nxt for (topic, partition), nxt in next_offsets.items()
-            },
+            versions=versions,
+            offsets=ledger.offsets,
             layout=model.layout,
+            epochs=ledger.epochs,
+            dedup=ledger.dedup,
+            dedup_from=ledger.dedup_from,
+            seen_cap=model.params.max_seen_items,
+            list_ttl_seconds=self._list_ttl,
         )
 
     def _observe(
         self,
         records: Sequence[SourceRecord],
-        events: Sequence[_Decoded],
-        rejected: Counter[str],
+        decoding: _Decoding,
         applied: AppliedBatch | None,
         lists: dict[str, bytes],
         published_at: float,
     ) -> None:
         metrics = self._metrics
+        events, rejected = decoding.events, decoding.rejected
         by_type: Counter[str] = Counter(item.event.type for item in events)
         metrics.count_batch(len(records), by_type, {r: rejected[r] for r in REJECTION_REASONS})
+        metrics.deduplicated.inc(decoding.duplicates)
         metrics.batch_events.observe(len(records))
         if not events or applied is None:
             return

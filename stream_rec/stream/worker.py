@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from stream_rec.config import Settings
 from stream_rec.metrics import WorkerMetrics
 from stream_rec.model import HybridModel
-from stream_rec.store import RedisStore, StateStore, StoreUnavailable
+from stream_rec.store import RedisStore, StateStore, StoreFenced, StoreUnavailable
+from stream_rec.stream.faults import crash_point
 from stream_rec.stream.kafka_io import (
     KafkaSink,
     ensure_topics,
@@ -30,6 +31,7 @@ from stream_rec.stream.kafka_io import (
     make_consumer,
     make_producer,
 )
+from stream_rec.stream.ledger import partition_key
 from stream_rec.stream.processor import BatchProcessor, OutputTopics
 from stream_rec.stream.records import SourceRecord
 from stream_rec.stream.retry import with_backoff
@@ -96,6 +98,8 @@ class TrainerWorker:
             stop=self.stop_event,
             retry_initial=worker.retry_initial_seconds,
             retry_max=worker.retry_max_seconds,
+            dedup_window=worker.dedup_window,
+            list_ttl_seconds=worker.list_ttl_seconds,
         )
         self._processor.restore()
         consumer = self._retry(
@@ -156,7 +160,12 @@ class TrainerWorker:
 
     def _process_pending(self) -> None:
         batch, self._pending = self._pending, []
-        result = self._require(self._processor).process(batch)
+        try:
+            result = self._require(self._processor).process(batch)
+        except StoreFenced as exc:
+            self._fenced(exc)
+            return
+        crash_point("after-commit")
         offsets = {
             TopicPartition(topic, partition): OffsetAndMetadata(nxt, "", -1)
             for (topic, partition), nxt in result.next_offsets.items()
@@ -165,22 +174,50 @@ class TrainerWorker:
         self._require(self._consumer).commit_async(offsets, callback=_log_commit_failure)
         self._committed.update(offsets)
 
+    def _fenced(self, exc: StoreFenced) -> None:
+        """Another worker claimed a partition of the batch: nothing was written. This
+        worker's model holds steps the store does not, so it reloads the stored state, and
+        it stops reading the fenced partitions until the group assigns them again."""
+        self.metrics.fenced.inc()
+        log.warning("commit fenced (%s): reloading the stored state", exc)
+        consumer = self._require(self._consumer)
+        fenced = [
+            tp
+            for tp in consumer.assignment()
+            if partition_key(tp.topic, tp.partition) in exc.partitions
+        ]
+        if fenced:
+            consumer.pause(*fenced)
+        self._pending = []
+        processor = self._require(self._processor)
+        processor.revoke(exc.partitions)
+        processor.restore()
+        for tp in consumer.assignment():
+            nxt = processor.ledger.next_offsets.get(partition_key(tp.topic, tp.partition))
+            if nxt is not None:
+                consumer.seek(tp, nxt)
+
     def drop_pending(self, partitions: Sequence[TopicPartition]) -> None:
         """Forget unapplied records of revoked partitions: their next owner replays them."""
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self._pending = [r for r in self._pending if (r.topic, r.partition) not in revoked]
         for tp in partitions:
             self._committed.pop(tp, None)
+        self._require(self._processor).revoke(
+            [partition_key(tp.topic, tp.partition) for tp in partitions]
+        )
 
     def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
-        """Position each assigned partition at the next offset stored with the state."""
-        stored = self._require(self._processor).stored_offsets()
+        """Claim each assigned partition (fencing its previous owner) and position it at
+        the next offset stored with the state."""
         consumer = self._require(self._consumer)
-        for tp in partitions:
-            nxt = stored.get(f"{tp.topic}:{tp.partition}")
-            if nxt is not None:
-                consumer.seek(tp, nxt)
-        log.info("assigned %s", ", ".join(f"{tp.topic}:{tp.partition}" for tp in partitions))
+        keys = {partition_key(tp.topic, tp.partition): tp for tp in partitions}
+        stored = self._require(self._processor).assign(list(keys))
+        for key, tp in keys.items():
+            if key in stored:
+                consumer.seek(tp, stored[key])
+        consumer.resume(*partitions)
+        log.info("assigned %s", ", ".join(keys))
 
     def _retry(
         self, call: Callable[[], _T], retriable: tuple[type[BaseException], ...], what: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from stream_rec.store import (
     MemoryStore,
     RedisStore,
     StateStore,
+    StoreFenced,
     StoreStateMismatch,
     StoreUnavailable,
 )
@@ -128,3 +130,51 @@ def test_an_unreachable_redis_raises_store_unavailable() -> None:
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", "x", socket_timeout=0.5)
     with pytest.raises(StoreUnavailable):
         store.start()
+
+
+def test_claims_fence_older_writers(store: StateStore) -> None:
+    old = store.claim(["events:0", "events:1"])
+    assert old == {"events:0": 1, "events:1": 1}
+    store.commit(replace(_checkpoint(["u1"], ["i1"], 1, 3), epochs=old))
+    new = store.claim(["events:0"])
+    assert new == {"events:0": 2}
+    with pytest.raises(StoreFenced) as fenced:
+        store.commit(replace(_checkpoint(["u1"], ["i1"], 9, 7), epochs=old))
+    assert fenced.value.partitions == ["events:0"]
+    assert store.offsets() == {"events:0": 3, "events:1": 6}  # nothing of the fenced commit
+    # A claim on one partition does not fence a commit that only touches another.
+    store.commit(
+        replace(
+            _checkpoint(["u2"], ["i2"], 1, 8),
+            offsets={"events:1": 8},
+            epochs={"events:1": old["events:1"]},
+        )
+    )
+    assert store.offsets()["events:1"] == 8
+
+
+def test_dedup_windows_round_trip_and_slide(store: StateStore) -> None:
+    cp = _checkpoint(["u1"], ["i1"], 1, 5)
+    store.commit(
+        replace(cp, dedup={"events:0": [("e1", 3), ("e2", 4)]}, dedup_from={"events:0": 0})
+    )
+    store.commit(replace(cp, dedup={"events:0": [("e3", 6)]}, dedup_from={"events:0": 4}))
+    assert store.load(LAYOUT).dedup["events:0"] == [("e2", 4), ("e3", 6)]
+
+
+def test_seen_items_keep_the_last_cap(store: StateStore) -> None:
+    cp = _checkpoint(["u1"], ["i1"], 1, 1)
+    store.commit(replace(cp, seen={"u1": ["a", "b", "c"]}, seen_cap=4))
+    store.commit(replace(cp, seen={"u1": ["d", "e"]}, seen_cap=4))
+    assert store.load(LAYOUT).seen == {"u1": ["b", "c", "d", "e"]}
+
+
+def test_stored_lists_expire(redis_server: Any, unique: str) -> None:
+    real = RedisStore(redis_server.url, unique)
+    real.start()
+    try:
+        real.commit(replace(_checkpoint(["u1"], ["i1"], 1, 1), list_ttl_seconds=60))
+        ttl = real.client.ttl(real.keys.recommendation("u1"))
+        assert 0 < int(ttl) <= 60
+    finally:
+        real.close()

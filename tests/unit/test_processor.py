@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from stream_rec.evaluation.synthetic import SyntheticWorld
 from stream_rec.events import RecommendationMessage
 from stream_rec.metrics import WorkerMetrics
-from stream_rec.model import HybridModel, ModelParams
-from stream_rec.store import MemoryStore
+from stream_rec.model import HybridModel, InteractionBatch, ModelParams
+from stream_rec.store import MemoryStore, StoreFenced
 from stream_rec.stream.processor import REASON_HEADER, SOURCE_HEADER, BatchProcessor, OutputTopics
 from stream_rec.stream.records import DeliveryFailed, MemorySink, Record
 
@@ -78,7 +82,7 @@ def test_a_batch_publishes_one_list_per_touched_user_and_commits_once() -> None:
     }
     assert set(lists) == {"u1", "u2", "u3"}
     assert {e.item_id for e in lists["u1"].items}.isdisjoint({"a", "c"})
-    assert lists["u1"].version == 1
+    assert lists["u1"].version == 2  # its count of applied events
     assert lists["u1"].event_ts == 102.0
     assert lists["u1"].model == "test"
     assert store.commits == 1
@@ -184,3 +188,131 @@ def test_the_store_holds_exactly_the_state_in_memory_after_every_batch() -> None
             restored.items.side["neighbours"], live.items.side["neighbours"]
         )
         np.testing.assert_array_equal(restored.users.side["recent"], live.users.side["recent"])
+
+
+def _state_bytes(model: HybridModel) -> bytes:
+    return b"".join(
+        getattr(model, t).view().tobytes()
+        for t in ("users", "items", "user_features", "item_features")
+    )
+
+
+def test_duplicates_and_replays_are_not_applied_twice() -> None:
+    store, sink = MemoryStore(), MemorySink()
+    proc = _processor(store, sink)
+    proc.process([_event(0, "u1", "a"), _event(1, "u1", "b")])
+    # A redelivery of offset 1 (e.g. after a seek race) and the same event id at a new offset.
+    again = Record("events", b"u1", _event(1, "u1", "b").value, offset=1)
+    resent = Record("events", b"u1", _event(1, "u1", "b").value, offset=2)
+    result = proc.process([again, resent, _event(3, "u1", "c")])
+    assert result.replayed == 1 and result.duplicates == 1 and result.applied == 1
+    assert store.stats().applied_events == 3
+    assert store.offsets() == {"events:0": 4}
+
+
+def test_the_dedup_window_survives_a_restart() -> None:
+    store = MemoryStore()
+    _processor(store, MemorySink()).process([_event(0, "u1", "a")])
+    restarted = _processor(store, MemorySink())
+    restarted.restore()
+    resent = Record("events", b"u1", _event(0, "u1", "a").value, offset=5)
+    assert restarted.process([resent]).duplicates == 1
+    assert store.stats().applied_events == 1
+
+
+def test_a_fenced_commit_writes_nothing() -> None:
+    store = MemoryStore()
+    zombie = _processor(store, MemorySink())
+    zombie.assign(["events:0"])
+    zombie.process([_event(0, "u1", "a")])
+    successor = _processor(store, MemorySink())
+    successor.restore()
+    successor.assign(["events:0"])  # a rebalance gave the partition to another worker
+    before = store.commits
+    with pytest.raises(StoreFenced):
+        zombie.process([_event(1, "u1", "b")])
+    assert store.commits == before
+    assert store.offsets() == {"events:0": 1}
+    successor.process([_event(1, "u1", "b")])
+    assert store.offsets() == {"events:0": 2} and store.stats().applied_events == 2
+
+
+def test_seen_items_are_capped_in_the_model_and_the_store() -> None:
+    store, sink = MemoryStore(), MemorySink()
+    proc = BatchProcessor(
+        HybridModel(ModelParams(factors=4, negatives=2, max_seen_items=3)),
+        store,
+        sink,
+        TOPICS,
+        WorkerMetrics(CollectorRegistry()),
+        max_event_bytes=4096,
+        model_name="t",
+        stop=threading.Event(),
+    )
+    proc.process([_event(n, "u1", f"i{n}") for n in range(6)])
+    assert proc.model.seen_items("u1") == ["i3", "i4", "i5"]
+    assert store.load(proc.model.layout).seen == {"u1": ["i3", "i4", "i5"]}
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_any_interleaving_of_replays_and_duplicates_gives_the_deduplicated_state(
+    data: st.DataObject,
+) -> None:
+    """Deliveries cut into batches anyhow, with redelivered offsets and resent event ids,
+    give exactly the state of the stream applied once."""
+    events = list(SyntheticWorld.create(12, 20, seed=3).events(60))
+    reference = HybridModel(ModelParams(factors=4, negatives=2))
+    reference.apply(_batch_of(events))
+    store = MemoryStore()
+    proc = _processor_with(store)
+    log: list[Record] = []  # what the partition holds: every send, resends included
+    position = 0
+    while position < len(events) or data.draw(st.booleans()):
+        if position < len(events):
+            step = data.draw(st.integers(1, 7))
+            for event in events[position : position + step]:
+                log.append(Record("events", b"k", orjson.dumps(event), offset=len(log)))
+            position += step
+        if log and data.draw(st.booleans()):  # a producer retry: the same event, a new offset
+            resend = log[data.draw(st.integers(0, len(log) - 1))]
+            log.append(Record("events", b"k", resend.value, offset=len(log)))
+        # Delivery resumes at the committed offset or earlier (a redelivery), never later:
+        # Kafka hands out a partition in order from where the consumer was positioned.
+        committed = proc.ledger.next_offsets.get("events:0", 0)
+        start = data.draw(st.integers(0, min(committed, len(log) - 1)))
+        proc.process(log[start:])
+        if data.draw(st.booleans()):  # a crash and restart in between
+            proc = _processor_with(store)
+            proc.restore()
+        if position >= len(events) and not data.draw(st.booleans()):
+            break
+    proc.process(log)
+    restored = HybridModel(reference.params)
+    restored.restore(store.load(reference.layout).model, {})
+    assert _state_bytes(restored) == _state_bytes(reference)
+    assert store.stats().applied_events == len(events)
+
+
+def _processor_with(store: MemoryStore) -> BatchProcessor:
+    return BatchProcessor(
+        HybridModel(ModelParams(factors=4, negatives=2)),
+        store,
+        MemorySink(),
+        TOPICS,
+        WorkerMetrics(CollectorRegistry()),
+        max_event_bytes=4096,
+        model_name="t",
+        stop=threading.Event(),
+    )
+
+
+def _batch_of(events: list[dict[str, Any]]) -> InteractionBatch:
+    kinds = {"impression": 0, "click": 1, "watch": 2, "rating": 3}
+    return InteractionBatch.from_columns(
+        [e["user_id"] for e in events],
+        [e["item_id"] for e in events],
+        [kinds[e["type"]] for e in events],
+        [e.get("rating", e.get("watch_seconds", 0.0)) for e in events],
+        [e.get("duration_seconds", float("nan")) for e in events],
+    )

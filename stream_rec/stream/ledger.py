@@ -1,0 +1,100 @@
+"""What the worker knows of each partition: where to resume, which event ids it has
+applied lately, and the epoch of its claim.
+
+The ledger turns those into three guards on every batch: a record below the partition's
+committed offset is a replay and is skipped; an event id in the partition's window is a
+duplicate and is skipped; the commit carries the claimed epochs, so that it fails if
+another worker has claimed a partition since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from stream_rec.stream.dedup import DedupWindow
+from stream_rec.stream.records import SourceRecord
+
+
+def partition_key(topic: str, partition: int) -> str:
+    """The "topic:partition" name under which offsets, windows and epochs are kept.
+
+    >>> partition_key("stream-rec.events", 3)
+    'stream-rec.events:3'
+    """
+    return f"{topic}:{partition}"
+
+
+@dataclass
+class LedgerEntries:
+    """The ledger's part of one checkpoint (see :class:`stream_rec.store.Checkpoint`)."""
+
+    offsets: dict[str, int]
+    epochs: dict[str, int]
+    dedup: dict[str, list[tuple[str, int]]]
+    dedup_from: dict[str, int]
+
+
+@dataclass
+class PartitionLedger:
+    """Per-partition positions, de-duplication windows and claim epochs."""
+
+    window: int
+    next_offsets: dict[str, int] = field(default_factory=dict)
+    epochs: dict[str, int] = field(default_factory=dict)
+    _windows: dict[str, DedupWindow] = field(default_factory=dict)
+    _added: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    def load(
+        self, offsets: Mapping[str, int], dedup: Mapping[str, Sequence[tuple[str, int]]]
+    ) -> None:
+        """Take the committed positions and windows (everything uncommitted is dropped)."""
+        self.next_offsets = dict(offsets)
+        self._windows = {p: DedupWindow(self.window, entries) for p, entries in dedup.items()}
+        self._added.clear()
+
+    def claimed(self, epochs: Mapping[str, int]) -> None:
+        """Record the epochs of freshly claimed partitions."""
+        self.epochs.update(epochs)
+
+    def released(self, partitions: Sequence[str]) -> None:
+        """Forget the claims of partitions this worker no longer owns."""
+        for partition in partitions:
+            self.epochs.pop(partition, None)
+
+    def fresh(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
+        """The records not yet applied (offset at or above the partition's next offset)."""
+        nxt = self.next_offsets
+        return [r for r in records if r.offset >= nxt.get(partition_key(r.topic, r.partition), 0)]
+
+    def is_duplicate(self, partition: str, event_id: str, offset: int) -> bool:
+        """Whether ``event_id`` was applied within the window; if not, it is now recorded."""
+        if self.window <= 0:
+            return False
+        window = self._windows.get(partition)
+        if window is None:
+            window = self._windows[partition] = DedupWindow(self.window)
+        if event_id in window:
+            return True
+        window.add(event_id, offset)
+        self._added.setdefault(partition, []).append((event_id, offset))
+        return False
+
+    def entries(self, next_offsets: Mapping[str, int]) -> LedgerEntries:
+        """The checkpoint's offsets, epochs and window changes for a batch ending at
+        ``next_offsets``. Call :meth:`committed` once the checkpoint is written."""
+        return LedgerEntries(
+            offsets=dict(next_offsets),
+            epochs={p: self.epochs[p] for p in next_offsets if p in self.epochs},
+            dedup={p: list(self._added.get(p, ())) for p in next_offsets if self._added.get(p)},
+            dedup_from={p: nxt - self.window for p, nxt in next_offsets.items() if self.window > 0},
+        )
+
+    def committed(self, next_offsets: Mapping[str, int]) -> None:
+        """The batch is in the store: move the positions on and slide the windows."""
+        for partition, nxt in next_offsets.items():
+            self.next_offsets[partition] = max(self.next_offsets.get(partition, 0), nxt)
+            window = self._windows.get(partition)
+            if window is not None:
+                window.slide(nxt)
+        self._added.clear()

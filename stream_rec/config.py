@@ -160,6 +160,10 @@ class MetricsSettings(_Group):
     """Bind address of /metrics; 0.0.0.0 exposes it beyond this machine."""
     port: int = Field(9400, ge=0, le=65_535)
     """0 turns the endpoint off."""
+    lag_interval_seconds: float = Field(5.0, gt=0)
+    """How often the consumer lag per partition is read from Kafka."""
+    snapshot_seconds: float = Field(10.0, ge=0)
+    """How often a JSON snapshot of the metrics goes to the metrics topic (0: never)."""
 
 
 class Settings(BaseSettings):

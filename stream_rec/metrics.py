@@ -8,6 +8,7 @@ about 2 us; the children are bound here once).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Mapping
 
@@ -120,6 +121,63 @@ class WorkerMetrics:
         self.loss = {name: self.training_loss.labels(name) for name in ("squared_error", "ranking")}
         self.users = Gauge(p + "model_users", "Users the model holds.", registry=registry)
         self.items = Gauge(p + "model_items", "Items the model holds.", registry=registry)
+        features = Gauge(
+            p + "model_features",
+            "Feature tokens the model has embedded, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.features = {kind: features.labels(kind) for kind in ("user", "item")}
+        self.hit_ratio = Gauge(
+            p + "online_hit_ratio",
+            "Share of recent positives whose item was in the list last published to the user "
+            "(hit@k, an online CTR proxy).",
+            registry=registry,
+        )
+        self.ndcg = Gauge(
+            p + "online_ndcg",
+            "Mean NDCG@k of recent positives against the user's last list.",
+            registry=registry,
+        )
+        self.rmse = Gauge(
+            p + "online_rating_rmse",
+            "RMSE of recent ratings, predicted before each step.",
+            registry=registry,
+        )
+        self.coverage = Gauge(
+            p + "list_coverage_ratio",
+            "Distinct items in the recently published lists / items known.",
+            registry=registry,
+        )
+        self.diversity = Gauge(
+            p + "list_diversity",
+            "1 - mean pairwise similarity of the items of recent lists.",
+            registry=registry,
+        )
+        self.drifts = Counter(
+            p + "drifts_detected",
+            "Changes in the online hit rate detected by ADWIN.",
+            registry=registry,
+        )
+        self._lag = Gauge(
+            p + "consumer_lag",
+            "End offset minus the worker's position, per partition.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.snapshots = Counter(
+            p + "metrics_snapshots_published",
+            "Metric snapshots written to the metrics topic.",
+            registry=registry,
+        )
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        self._lag.labels(topic, str(partition)).set(lag)
+
+    def forget_lag(self, topic: str, partition: int) -> None:
+        """A partition that left this worker: its series goes, so no stale lag remains."""
+        with contextlib.suppress(KeyError):
+            self._lag.remove(topic, str(partition))
 
     def count_batch(
         self,

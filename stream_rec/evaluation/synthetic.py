@@ -60,7 +60,10 @@ class SyntheticWorld:
         seed: int = 7,
         taste_strength: float = 0.9,
         segment_strength: float = 0.8,
+        popularity_exponent: float = 0.8,
     ) -> SyntheticWorld:
+        """A world of ``n_users`` and ``n_items``; item popularity falls as
+        1/rank**``popularity_exponent`` (0: every item equally popular)."""
         rng = np.random.default_rng(seed)
         n_genres = len(GENRES)
         primary = rng.integers(0, n_genres, n_items)
@@ -70,9 +73,9 @@ class SyntheticWorld:
             if rng.random() < 0.3:
                 names.append(GENRES[(g + 1 + int(rng.integers(0, n_genres - 1))) % n_genres])
             item_genres.append(names)
-        # Zipf-like popularity: weight 1/rank^0.8 over a random order of the items.
+        # Zipf-like popularity: weight 1/rank^exponent over a random order of the items.
         ranks = rng.permutation(n_items) + 1
-        weight = 1.0 / ranks.astype(np.float64) ** 0.8
+        weight = 1.0 / ranks.astype(np.float64) ** popularity_exponent
         segments = {
             (age, gender): tuple(sorted(rng.choice(n_genres, 2, replace=False).tolist()))
             for age in AGE_BUCKETS

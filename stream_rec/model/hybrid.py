@@ -341,6 +341,30 @@ class HybridModel:
             prediction += float(self._rating_stats[2]) * float(user[0] @ item[0])
         return prediction
 
+    def list_diversity(self, item_rows: Sequence[int]) -> float | None:
+        """1 - mean pairwise similarity of a list's items: Jaccard of their feature sets
+        where they have features, else cosine of their vectors (None for < 2 items).
+
+        >>> m = HybridModel(ModelParams(factors=2))
+        >>> rows = [m.set_item_features(i, f) for i, f in (("a", ["g=1"]), ("b", ["g=1", "g=2"]))]
+        >>> m.list_diversity(rows)
+        0.5
+        """
+        rows = [r for r in item_rows if r >= 0]
+        if len(rows) < 2:
+            return None
+        feats = self.items.side["features"][rows]
+        if (feats[:, :1] >= 0).all():
+            sets = [frozenset(int(f) for f in row if f >= 0) for row in feats]
+            pairs = [len(a & b) / len(a | b) for n, a in enumerate(sets) for b in sets[n + 1 :]]
+        else:
+            vectors = self.items.rows[rows, : self.k].astype(np.float64)
+            norms = np.linalg.norm(vectors, axis=1)
+            unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
+            cosine = unit @ unit.T
+            pairs = cosine[np.triu_indices(len(rows), 1)].tolist()
+        return 1.0 - float(np.mean(pairs))
+
     def seen_items(self, user_id: str) -> list[str]:
         """Items the user consumed (clicked, watched or rated), in no particular order."""
         row = self.users.row_of(user_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import threading
 import time
 from collections import Counter, defaultdict
@@ -31,6 +32,7 @@ from stream_rec.model import KIND_NAMES, AppliedBatch, HybridModel, InteractionB
 from stream_rec.store import Checkpoint, StateStore, StoreUnavailable
 from stream_rec.stream.faults import crash_point
 from stream_rec.stream.ledger import PartitionLedger, partition_key
+from stream_rec.stream.quality import OnlineQuality, is_positive
 from stream_rec.stream.records import RecordSink, SourceRecord
 from stream_rec.stream.retry import with_backoff
 
@@ -58,6 +60,14 @@ class BatchResult:
 class _Decoded:
     event: Interaction
     record_ts: float  # seconds
+
+
+@dataclass(frozen=True)
+class _Published:
+    """The lists of one batch: the messages by user, and (user, item ids, item rows)."""
+
+    messages: dict[str, bytes]
+    lists: list[tuple[str, tuple[str, ...], list[int]]]
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,8 @@ class BatchProcessor:
         self._clock = clock
         self._list_ttl = list_ttl_seconds
         self.ledger = PartitionLedger(dedup_window)
+        self.quality = OnlineQuality()
+        self._drifts_counted = 0
 
     def restore(self) -> dict[str, int]:
         """Load the stored state into the model; return the stored next offsets."""
@@ -152,7 +164,10 @@ class BatchProcessor:
         decoding = self._decode(fresh)
         events = decoding.events
         applied = self.model.apply(self._columns(events)) if events else None
-        lists = self._publish_lists(events, applied) if applied is not None else {}
+        published = (
+            self._publish_lists(events, applied) if applied is not None else _Published({}, [])
+        )
+        lists = published.messages
         self._sink.flush()  # lists and dead letters acknowledged before the state moves
         crash_point("after-flush")
         published_at = self._clock()
@@ -163,6 +178,8 @@ class BatchProcessor:
         self.ledger.committed(checkpoint.offsets)
         self._metrics.redis_duration.observe(time.perf_counter() - redis_started)
         self._observe(records, decoding, applied, lists, published_at)
+        if applied is not None:
+            self._measure(events, applied, published)
         self._metrics.batch_duration.observe(time.perf_counter() - started)
         return BatchResult(
             next_offsets,
@@ -227,7 +244,7 @@ class BatchProcessor:
             np.fromiter((item.event.ts for item in events), np.float64, n),
         )
 
-    def _publish_lists(self, events: Sequence[_Decoded], applied: AppliedBatch) -> dict[str, bytes]:
+    def _publish_lists(self, events: Sequence[_Decoded], applied: AppliedBatch) -> _Published:
         """A fresh top-k list for every touched user, sent to the recommendations topic."""
         newest_ts: dict[str, float] = {}
         for item in events:
@@ -239,6 +256,7 @@ class BatchProcessor:
         item_ids = self.model.items.ids
         generated_at = self._clock()
         lists: dict[str, bytes] = {}
+        entries: list[tuple[str, tuple[str, ...], list[int]]] = []
         for user_row, row_items, row_scores in zip(
             applied.user_rows.tolist(), rows.tolist(), scores.tolist(), strict=True
         ):
@@ -261,8 +279,10 @@ class BatchProcessor:
                 }
             )
             lists[user] = message
+            listed = [i for i in row_items if i >= 0]
+            entries.append((user, tuple(item_ids[i] for i in listed), listed))
             self._sink.send(self._topics.recommendations, user.encode(), message)
-        return lists
+        return _Published(lists, entries)
 
     def _checkpoint(
         self,
@@ -328,6 +348,46 @@ class BatchProcessor:
             metrics.loss["ranking"].set(applied.ranking_loss / applied.ranking_steps)
         metrics.users.set(len(self.model.users))
         metrics.items.set(len(self.model.items))
+
+    def _measure(
+        self, events: Sequence[_Decoded], applied: AppliedBatch, published: _Published
+    ) -> None:
+        """Online quality: this batch's positives against the lists their users had, the
+        ratings' errors before their steps, then the new lists' coverage and diversity."""
+        quality, params, metrics, model = self.quality, self.model.params, self._metrics, self.model
+        # Lists exclude what their user took already: score only positives on new items.
+        firsts = {(u, i) for u, new in applied.new_seen.items() for i in new}
+        positives = [
+            item.event
+            for item in events
+            if is_positive(item.event, params)
+            and (model.users.row_of(item.event.user_id), model.items.row_of(item.event.item_id))
+            in firsts
+        ]
+        quality.observe_positives([e.user_id for e in positives], [e.item_id for e in positives])
+        errors = [
+            item.event.rating - prediction
+            for item, prediction in zip(events, applied.predictions.tolist(), strict=True)
+            if item.event.type == "rating" and not math.isnan(prediction)
+        ]
+        quality.observe_errors(errors)
+        for position in quality.observe_lists([(u, items) for u, items, _ in published.lists]):
+            quality.observe_diversity(self.model.list_diversity(published.lists[position][2]))
+        figures = quality.figures(len(self.model.items))
+        for gauge, value in (
+            (metrics.hit_ratio, figures.hit_rate),
+            (metrics.ndcg, figures.ndcg),
+            (metrics.rmse, figures.rmse),
+            (metrics.coverage, figures.coverage),
+            (metrics.diversity, figures.diversity),
+        ):
+            if value is not None:
+                gauge.set(value)
+        if figures.drifts > self._drifts_counted:
+            metrics.drifts.inc(figures.drifts - self._drifts_counted)
+            self._drifts_counted = figures.drifts
+        metrics.features["user"].set(len(self.model.user_features))
+        metrics.features["item"].set(len(self.model.item_features))
 
     def _with_store(self, call: Callable[[], _T], what: str) -> _T:
         initial, maximum = self._retry

@@ -10,11 +10,14 @@ assignment the worker seeks to them, so each event changes the state once.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import orjson
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
@@ -35,6 +38,7 @@ from stream_rec.stream.ledger import partition_key
 from stream_rec.stream.processor import BatchProcessor, OutputTopics
 from stream_rec.stream.records import SourceRecord
 from stream_rec.stream.retry import with_backoff
+from stream_rec.stream.snapshot import snapshot
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -62,6 +66,9 @@ class TrainerWorker:
         self._http: Any = None
         self._pending: list[SourceRecord] = []
         self._committed: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._next_lag = 0.0
+        self._next_snapshot = time.monotonic() + settings.metrics.snapshot_seconds
+        self.name = settings.worker.instance_id or f"{socket.gethostname()}:{os.getpid()}"
         self.metrics_address: str | None = None
 
     def start(self) -> None:
@@ -123,6 +130,7 @@ class TrainerWorker:
         deadline = 0.0
         while not self.stop_event.is_set():
             now = time.monotonic()
+            self._periodic(now)
             wait = _IDLE_POLL_SECONDS if not self._pending else max(0.0, deadline - now)
             polled = consumer.poll(
                 timeout_ms=int(wait * 1000),
@@ -138,6 +146,35 @@ class TrainerWorker:
                 self._process_pending()
         if self._pending:
             self._process_pending()
+
+    def _periodic(self, now: float) -> None:
+        """The consumer lag and the metrics snapshot, each at its own interval."""
+        metrics = self.settings.metrics
+        if now >= self._next_lag:
+            self._next_lag = now + metrics.lag_interval_seconds
+            self._update_lag()
+        if metrics.snapshot_seconds and now >= self._next_snapshot:
+            self._next_snapshot = now + metrics.snapshot_seconds
+            sink = self._require(self._sink)
+            value = orjson.dumps(snapshot(self.registry, self.name))
+            sink.send(self.settings.topics.metrics, self.name.encode(), value)
+            self.metrics.snapshots.inc()
+
+    def _update_lag(self) -> None:
+        """End offset minus the next offset to apply, for each assigned partition."""
+        consumer = self._require(self._consumer)
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return
+        try:
+            ends = consumer.end_offsets(assigned, timeout_ms=2_000)
+        except KafkaError as exc:
+            log.debug("reading end offsets: %s", exc)
+            return
+        applied = self._require(self._processor).ledger.next_offsets
+        for tp, end in ends.items():
+            done = applied.get(partition_key(tp.topic, tp.partition), 0)
+            self.metrics.set_lag(tp.topic, tp.partition, max(0, int(end) - done))
 
     def close(self) -> None:
         """Commit the last offsets to Kafka and release every client; safe to call twice."""
@@ -203,6 +240,7 @@ class TrainerWorker:
         self._pending = [r for r in self._pending if (r.topic, r.partition) not in revoked]
         for tp in partitions:
             self._committed.pop(tp, None)
+            self.metrics.forget_lag(tp.topic, tp.partition)
         self._require(self._processor).revoke(
             [partition_key(tp.topic, tp.partition) for tp in partitions]
         )

@@ -7,7 +7,10 @@ same ``consumers/`` entry point the integration tests start.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +63,47 @@ def test_topics_match_the_defaults_and_recommendations_are_compacted() -> None:
     ):
         assert f"--topic {topic} " in script
     assert re.search(r"stream-rec\.recommendations [^\n]*cleanup\.policy=compact", script)
+
+
+def test_compose_validates_against_the_schema_of_the_stack() -> None:
+    import jsonschema
+
+    schema = json.loads((ROOT / "ops" / "compose-schema.json").read_text())
+    jsonschema.validate(_compose(), schema)  # published ports stay on 127.0.0.1, etc.
+
+
+def test_grafana_and_prometheus_get_their_files() -> None:
+    services = _compose()["services"]
+    prometheus = " ".join(services["prometheus"]["volumes"])
+    assert "./ops/prometheus.yml:" in prometheus and "./ops/alerts.yml:" in prometheus
+    grafana = " ".join(services["grafana"]["volumes"])
+    assert "./ops/grafana/provisioning:" in grafana and "./ops/grafana/dashboards:" in grafana
+    dashboard = json.loads(
+        (ROOT / "ops" / "grafana" / "dashboards" / "stream-rec.json").read_text()
+    )
+    titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+    for needed in ("applied", "lag", "freshness", "dead letters", "hit rate", "coverage", "redis"):
+        assert needed in titles, needed
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: .ci/run installs Debian's prometheus package"
+    return subprocess.run(
+        [promtool, *args], cwd=ROOT / "ops", capture_output=True, text=True, check=False
+    )
+
+
+def test_promtool_checks_the_config_and_the_rules() -> None:
+    config = _promtool("check", "config", "prometheus.yml")
+    assert config.returncode == 0, config.stdout + config.stderr
+    rules = _promtool("check", "rules", "alerts.yml")
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+
+
+def test_promtool_unit_tests_of_every_alert_pass() -> None:
+    result = _promtool("test", "rules", "alerts.test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    alerts = set(re.findall(r"alert: (\w+)", (ROOT / "ops" / "alerts.yml").read_text()))
+    tested = set(re.findall(r"alertname: (\w+)", (ROOT / "ops" / "alerts.test.yml").read_text()))
+    assert alerts <= tested, f"untested alerts: {alerts - tested}"

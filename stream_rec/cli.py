@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--limit", type=int, default=None, help="only the first N events")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.add_argument(
+        "--no-profiles",
+        action="store_true",
+        help="leave out the side files (demographics, genres) from the profiles topic",
+    )
     replay.set_defaults(handler=_cmd_replay)
 
     evaluate = sub.add_parser(
@@ -187,7 +192,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from stream_rec.evaluation.datasets import load_messages
+    from stream_rec.evaluation.datasets import load_messages, load_profile_messages
     from stream_rec.evaluation.movielens import DatasetError
     from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer
     from stream_rec.stream.replay import produce_all
@@ -196,6 +201,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     _configure_logging(settings)
     try:
         messages = list(islice(load_messages(args.data, args.fmt), args.limit))
+        profiles = [] if args.no_profiles else load_profile_messages(args.data, args.fmt)
     except (DatasetError, OSError) as exc:
         print(f"stream-rec replay: {exc}", file=sys.stderr)
         return 2
@@ -206,10 +212,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         admin.close()
     producer = make_producer(settings.kafka, settings.topics)
     try:
+        # Profiles first: a worker then knows the users' and items' features from their
+        # first events on.
+        written = produce_all(producer, settings.topics.profiles, profiles)
         with tqdm(total=len(messages), unit="ev", disable=args.no_progress, file=sys.stderr) as bar:
             sent = produce_all(producer, settings.topics.events, messages, progress=bar)
     finally:
         producer.close()
+    if written:
+        print(f"wrote {written} profiles to {settings.topics.profiles}")
     print(f"wrote {sent} events to {settings.topics.events}")
     return 0
 

@@ -68,6 +68,14 @@ class WorkerMetrics:
             "Commits refused because another worker had claimed a partition of them.",
             registry=registry,
         )
+        self.profiles_read = Counter(
+            p + "profiles_consumed", "Messages read from the profiles topic.", registry=registry
+        )
+        self.profiles_applied = Counter(
+            p + "profiles_applied",
+            "User profiles and item metadata applied to the model.",
+            registry=registry,
+        )
         self.batches = Counter(p + "batches", "Micro-batches processed.", registry=registry)
         self.batch_duration = Histogram(
             p + "batch_duration_seconds",
@@ -194,6 +202,14 @@ class WorkerMetrics:
             if n:
                 self.rejected[reason].inc(n)
         self.batches.inc()
+
+    def count_profiles(self, read: int, applied: int, rejected: Mapping[str, int]) -> None:
+        """Add one batch's profile messages (rejections count with the events')."""
+        self.profiles_read.inc(read)
+        self.profiles_applied.inc(applied)
+        for reason, n in rejected.items():
+            if n:
+                self.rejected[reason].inc(n)
 
     def observe_freshness(self, record_timestamps_s: Iterable[float], published_at: float) -> None:
         """One observation per published list, from its newest event's record timestamp."""

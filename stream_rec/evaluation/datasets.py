@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 import orjson
 
-from stream_rec.evaluation.movielens import DatasetError, load_ratings
+from stream_rec.evaluation.movielens import DatasetError, load_ratings, load_side_info
 
 DatasetFormat = Literal["movielens-csv", "movielens-100k", "movielens-1m", "jsonl"]
 FORMATS: tuple[DatasetFormat, ...] = ("movielens-csv", "movielens-100k", "movielens-1m", "jsonl")
@@ -76,3 +76,42 @@ def _jsonl_messages(file: Path) -> Iterator[KeyedMessage]:
     )
     for index in order.tolist():
         yield messages[index]
+
+
+def load_profile_messages(path: Path, fmt: DatasetFormat) -> list[KeyedMessage]:
+    """The dataset's side files as profile messages (user demographics, item metadata),
+    to write to the profiles topic before the events; none for jsonl."""
+    if fmt == "jsonl":
+        return []
+    side = load_side_info(path, fmt)
+    messages = [
+        KeyedMessage(
+            user.encode(),
+            orjson.dumps({"type": "user_profile", "user_id": user, "features": _features(tokens)}),
+            0.0,
+        )
+        for user, tokens in side.user_features.items()
+    ]
+    messages += [
+        KeyedMessage(
+            item.encode(),
+            orjson.dumps({"type": "item_metadata", "item_id": item, "features": _features(tokens)}),
+            0.0,
+        )
+        for item, tokens in side.item_features.items()
+        if tokens
+    ]
+    return messages
+
+
+def _features(tokens: list[str]) -> dict[str, str | list[str]]:
+    """Tokens "name=value" back into a features object (names seen twice become lists).
+
+    >>> _features(["genre=Drama", "genre=War", "decade=1990s"])
+    {'genre': ['Drama', 'War'], 'decade': '1990s'}
+    """
+    grouped: dict[str, list[str]] = {}
+    for token in tokens:
+        name, _, value = token.partition("=")
+        grouped.setdefault(name, []).append(value)
+    return {name: values[0] if len(values) == 1 else values for name, values in grouped.items()}

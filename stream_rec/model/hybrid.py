@@ -72,7 +72,12 @@ class HybridModel:
             k + 2,
             params.init_std,
             params.seed,
-            (SideColumn("recent", np.int32, params.session_length, -1), feats),
+            (
+                SideColumn("recent", np.int32, params.session_length, -1),
+                feats,
+                # Profile updates so far: with the event count, the version of the lists.
+                SideColumn("profile_updates", np.int32, 1, 0),
+            ),
         )
         self.items = EntityTable(
             k,
@@ -83,6 +88,8 @@ class HybridModel:
                 feats,
                 SideColumn("neighbours", np.int32, params.neighbours, -1),
                 SideColumn("neighbour_weights", np.float32, params.neighbours, 0.0),
+                # From the item's metadata: watches of it are weighed by this length.
+                SideColumn("duration", np.float32, 1, 0.0),
             ),
         )
         self.user_features = EntityTable(k, k + 1, params.init_std, params.seed ^ 0xF00D)
@@ -190,6 +197,7 @@ class HybridModel:
             us.side["recent"],
             it.side["neighbours"],
             it.side["neighbour_weights"],
+            it.side["duration"],
             self._window,
             self._window_position,
             self._window_counts,
@@ -213,12 +221,18 @@ class HybridModel:
         """Replace a user's feature set (creating the user if new); returns its row."""
         row = self._set_features(self.users, self.user_features, user_id, tokens)
         self.user_features_set += 1
+        self.users.side["profile_updates"][row, 0] += 1
         self._dirty_users[row] = 1
         return row
 
-    def set_item_features(self, item_id: str, tokens: Sequence[str]) -> int:
-        """Replace an item's feature set (creating the item if new); returns its row."""
+    def set_item_features(
+        self, item_id: str, tokens: Sequence[str], duration_seconds: float | None = None
+    ) -> int:
+        """Replace an item's feature set (creating the item if new) and, if given, its
+        duration (which weighs watches that carry none); returns its row."""
         row = self._set_features(self.items, self.item_features, item_id, tokens)
+        if duration_seconds is not None:
+            self.items.side["duration"][row, 0] = duration_seconds
         self.item_features_set += 1
         self._dirty_items[row] = 1
         return row
@@ -364,6 +378,12 @@ class HybridModel:
             cosine = unit @ unit.T
             pairs = cosine[np.triu_indices(len(rows), 1)].tolist()
         return 1.0 - float(np.mean(pairs))
+
+    def version(self, user_row: int) -> int:
+        """The version of the user's next list: its events applied plus its profile
+        updates, so it grows with every change behind a list."""
+        us = self.users
+        return int(us.counts[user_row]) + int(us.side["profile_updates"][user_row, 0])
 
     def seen_items(self, user_id: str) -> list[str]:
         """Items the user consumed (clicked, watched or rated), in no particular order."""

@@ -249,6 +249,7 @@ def apply_events(
     recent: npt.NDArray[np.int32],
     neighbours: npt.NDArray[np.int32],
     neighbour_weights: npt.NDArray[np.float32],
+    item_durations: npt.NDArray[np.float32],
     window: npt.NDArray[np.int32],
     window_position: npt.NDArray[np.int64],
     window_counts: npt.NDArray[np.int32],
@@ -314,7 +315,9 @@ def apply_events(
             )
         else:
             predictions[e] = np.nan
-        weight = positive_weight(kind, values[e], durations[e], hp)
+        # A watch without its own duration takes the one from the item's metadata.
+        duration = durations[e] if durations[e] > 0.0 else item_durations[i, 0]
+        weight = positive_weight(kind, values[e], duration, hp)
         if weight > 0.0 and n_known > 1:
             effective(U, u, user_feats, FU, ue)
             effective(V, i, item_feats, FI, ie)

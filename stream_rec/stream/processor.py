@@ -26,12 +26,22 @@ from typing import TypeVar
 import numpy as np
 import orjson
 
-from stream_rec.events import REJECTION_REASONS, Interaction, Rejection, WatchEvent, decode_event
+from stream_rec.events import (
+    REJECTION_REASONS,
+    Interaction,
+    Profile,
+    Rejection,
+    UserProfile,
+    WatchEvent,
+    decode_event,
+    decode_profile,
+)
 from stream_rec.metrics import WorkerMetrics
 from stream_rec.model import KIND_NAMES, AppliedBatch, HybridModel, InteractionBatch
 from stream_rec.store import Checkpoint, StateStore, StoreUnavailable
 from stream_rec.stream.faults import crash_point
 from stream_rec.stream.ledger import PartitionLedger, partition_key
+from stream_rec.stream.profiles import apply_profiles
 from stream_rec.stream.quality import OnlineQuality, is_positive
 from stream_rec.stream.records import RecordSink, SourceRecord
 from stream_rec.stream.retry import with_backoff
@@ -79,8 +89,11 @@ class _Decoding:
 
 @dataclass(frozen=True)
 class OutputTopics:
+    """The topics the processor writes, and the profiles topic it tells apart."""
+
     recommendations: str
     dead_letter: str
+    profiles: str = ""
 
 
 class BatchProcessor:
@@ -161,12 +174,14 @@ class BatchProcessor:
         started = time.perf_counter()
         fresh = self.ledger.fresh(records)
         self._metrics.replayed.inc(len(records) - len(fresh))
-        decoding = self._decode(fresh)
+        profiles_topic = self._topics.profiles
+        profile_users, profile_ts = self._apply_profiles(
+            [r for r in fresh if r.topic == profiles_topic]
+        )
+        decoding = self._decode([r for r in fresh if r.topic != profiles_topic])
         events = decoding.events
         applied = self.model.apply(self._columns(events)) if events else None
-        published = (
-            self._publish_lists(events, applied) if applied is not None else _Published({}, [])
-        )
+        published = self._publish_lists(events, applied, profile_users, profile_ts)
         lists = published.messages
         self._sink.flush()  # lists and dead letters acknowledged before the state moves
         crash_point("after-flush")
@@ -177,7 +192,7 @@ class BatchProcessor:
         self._with_store(lambda: self._store.commit(checkpoint), "committing state")
         self.ledger.committed(checkpoint.offsets)
         self._metrics.redis_duration.observe(time.perf_counter() - redis_started)
-        self._observe(records, decoding, applied, lists, published_at)
+        self._observe(records, decoding, applied, lists, published_at, profile_ts)
         if applied is not None:
             self._measure(events, applied, published)
         self._metrics.batch_duration.observe(time.perf_counter() - started)
@@ -189,6 +204,29 @@ class BatchProcessor:
             decoding.duplicates,
             len(records) - len(fresh),
         )
+
+    def _apply_profiles(
+        self, records: Sequence[SourceRecord]
+    ) -> tuple[list[int], dict[int, float]]:
+        """Profiles of the batch into the model (before its events); rejects to dead
+        letters. Returns the rows of the users whose features changed, and for each the
+        record time of its profile (seconds)."""
+        valid: list[Profile] = []
+        record_ts: dict[str, float] = {}
+        rejected: Counter[str] = Counter()
+        for record in records:
+            decoded = decode_profile(record.value, self._max_event_bytes)
+            if isinstance(decoded, Rejection):
+                self._dead_letter(record, decoded)
+                rejected[decoded.reason] += 1
+                continue
+            valid.append(decoded)
+            if isinstance(decoded, UserProfile):
+                record_ts[decoded.user_id] = record.timestamp / 1000.0
+        self._metrics.count_profiles(len(records), len(valid), rejected)
+        rows = apply_profiles(self.model, valid)
+        ids = self.model.users.ids
+        return rows, {row: record_ts.get(ids[row], 0.0) for row in rows}
 
     def _decode(self, records: Sequence[SourceRecord]) -> _Decoding:
         """Valid new events merged across partitions by event time; rejects to dead
@@ -244,26 +282,36 @@ class BatchProcessor:
             np.fromiter((item.event.ts for item in events), np.float64, n),
         )
 
-    def _publish_lists(self, events: Sequence[_Decoded], applied: AppliedBatch) -> _Published:
-        """A fresh top-k list for every touched user, sent to the recommendations topic."""
-        newest_ts: dict[str, float] = {}
+    def _publish_lists(
+        self,
+        events: Sequence[_Decoded],
+        applied: AppliedBatch | None,
+        profile_users: Sequence[int],
+        profile_ts: dict[int, float],
+    ) -> _Published:
+        """A fresh top-k list for every user the batch changed (by events or by a new
+        profile: a cold user gets its first list from its features at once)."""
+        user_ids = self.model.users.ids
+        newest_ts = {user_ids[row]: ts for row, ts in profile_ts.items()}
         for item in events:
             user = item.event.user_id
             newest_ts[user] = max(newest_ts.get(user, 0.0), item.event.ts)
-        rows, scores = self.model.recommend(applied.user_rows)
-        counts = self.model.users.counts
-        user_ids = self.model.users.ids
+        touched = [] if applied is None else applied.user_rows.tolist()
+        user_rows = np.fromiter(dict.fromkeys([*touched, *profile_users]), np.int64)
+        if user_rows.size == 0:
+            return _Published({}, [])
+        rows, scores = self.model.recommend(user_rows)
         item_ids = self.model.items.ids
         generated_at = self._clock()
         lists: dict[str, bytes] = {}
         entries: list[tuple[str, tuple[str, ...], list[int]]] = []
         for user_row, row_items, row_scores in zip(
-            applied.user_rows.tolist(), rows.tolist(), scores.tolist(), strict=True
+            user_rows.tolist(), rows.tolist(), scores.tolist(), strict=True
         ):
             user = user_ids[user_row]
-            # The user's count of applied events: it grows with every list, and a replay
+            # Events applied plus profile updates: it grows with every list, and a replay
             # cut into other batches gives each list the same version again.
-            version = int(counts[user_row])
+            version = self.model.version(user_row)
             message = orjson.dumps(
                 {
                     "user_id": user,
@@ -301,7 +349,7 @@ class BatchProcessor:
         for user in lists:
             row = model.users.row_of(user)
             if row is not None:
-                versions[user] = int(model.users.counts[row])
+                versions[user] = model.version(row)
         ledger = self.ledger.entries(
             {partition_key(t, p): nxt for (t, p), nxt in next_offsets.items()}
         )
@@ -326,28 +374,33 @@ class BatchProcessor:
         applied: AppliedBatch | None,
         lists: dict[str, bytes],
         published_at: float,
+        profile_ts: dict[int, float],
     ) -> None:
         metrics = self._metrics
         events, rejected = decoding.events, decoding.rejected
         by_type: Counter[str] = Counter(item.event.type for item in events)
-        metrics.count_batch(len(records), by_type, {r: rejected[r] for r in REJECTION_REASONS})
+        consumed = sum(1 for r in records if r.topic != self._topics.profiles)
+        metrics.count_batch(consumed, by_type, {r: rejected[r] for r in REJECTION_REASONS})
         metrics.deduplicated.inc(decoding.duplicates)
         metrics.batch_events.observe(len(records))
-        if not events or applied is None:
-            return
-        newest_record: dict[str, float] = {}
+        metrics.published.inc(len(lists))
+        user_ids = self.model.users.ids
+        newest_record = {user_ids[row]: ts for row, ts in profile_ts.items()}
         for item in events:
             user = item.event.user_id
             newest_record[user] = max(newest_record.get(user, 0.0), item.record_ts)
-        metrics.observe_freshness((newest_record[u] for u in lists), published_at)
-        metrics.published.inc(len(lists))
+        metrics.observe_freshness(
+            (newest_record[u] for u in lists if u in newest_record), published_at
+        )
+        metrics.users.set(len(self.model.users))
+        metrics.items.set(len(self.model.items))
+        if not events or applied is None:
+            return
         metrics.mark_newest(max(i.event.ts for i in events), max(newest_record.values()))
         if applied.ratings:
             metrics.loss["squared_error"].set(applied.squared_error / applied.ratings)
         if applied.ranking_steps:
             metrics.loss["ranking"].set(applied.ranking_loss / applied.ranking_steps)
-        metrics.users.set(len(self.model.users))
-        metrics.items.set(len(self.model.items))
 
     def _measure(
         self, events: Sequence[_Decoded], applied: AppliedBatch, published: _Published
@@ -360,7 +413,7 @@ class BatchProcessor:
         positives = [
             item.event
             for item in events
-            if is_positive(item.event, params)
+            if is_positive(item.event, params, self._item_duration(item.event.item_id))
             and (model.users.row_of(item.event.user_id), model.items.row_of(item.event.item_id))
             in firsts
         ]
@@ -388,6 +441,10 @@ class BatchProcessor:
             self._drifts_counted = figures.drifts
         metrics.features["user"].set(len(self.model.user_features))
         metrics.features["item"].set(len(self.model.item_features))
+
+    def _item_duration(self, item_id: str) -> float:
+        row = self.model.items.row_of(item_id)
+        return 0.0 if row is None else float(self.model.items.side["duration"][row, 0])
 
     def _with_store(self, call: Callable[[], _T], what: str) -> _T:
         initial, maximum = self._retry

@@ -27,12 +27,13 @@ from stream_rec.model import ModelParams
 _new_detector: Callable[[], Any] = ADWIN  # river's drift detectors carry no annotations
 
 
-def is_positive(event: Interaction, params: ModelParams) -> bool:
-    """Whether the model takes ``event`` as a positive (the kernels' rule, in Python)."""
+def is_positive(event: Interaction, params: ModelParams, item_duration: float = 0.0) -> bool:
+    """Whether the model takes ``event`` as a positive (the kernels' rule, in Python);
+    ``item_duration`` is the item's length from its metadata (0 if unknown)."""
     if event.type == "click":
         return params.click_weight > 0
     if isinstance(event, WatchEvent):
-        length = event.duration_seconds or params.default_duration_seconds
+        length = event.duration_seconds or item_duration or params.default_duration_seconds
         return params.watch_weight > 0 and event.watch_seconds / length >= params.min_watch_fraction
     if event.type == "rating":
         return event.rating >= params.positive_rating

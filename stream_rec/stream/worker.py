@@ -98,7 +98,11 @@ class TrainerWorker:
             model,
             self._store,
             self._sink,
-            OutputTopics(settings.topics.recommendations, settings.topics.dead_letter),
+            OutputTopics(
+                settings.topics.recommendations,
+                settings.topics.dead_letter,
+                settings.topics.profiles,
+            ),
             self.metrics,
             max_event_bytes=worker.max_event_bytes,
             model_name=worker.model_name,
@@ -114,7 +118,9 @@ class TrainerWorker:
             (KafkaError,),
             "joining the consumer group",
         )
-        consumer.subscribe([settings.topics.events], listener=_SeekToStoredOffsets(self))
+        consumer.subscribe(
+            [settings.topics.events, settings.topics.profiles], listener=_SeekToStoredOffsets(self)
+        )
         self._consumer = consumer
         if settings.metrics.port:
             self._http, _ = start_http_server(

@@ -153,3 +153,29 @@ def test_missing_dataset_is_a_clear_error(settings: Settings, tmp_path: Path) ->
     )
     assert result.returncode == 2
     assert "no u.data in this folder" in result.stderr
+
+
+def test_replay_writes_the_side_files_as_profiles_first(settings: Settings, tmp_path: Path) -> None:
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "u.data").write_text(
+        "".join(f"{1 + n % 3}\t{10 + n % 4}\t4\t{1000 + n}\n" for n in range(20))
+    )
+    (folder / "u.user").write_text(
+        "1|24|M|technician|85711\n2|53|F|other|94043\n3|33|F|writer|15213\n"
+    )
+    flags = "|".join(["0"] * 8 + ["1"] + ["0"] * 10)  # Drama
+    (folder / "u.item").write_text(
+        "".join(f"{10 + n}|Film {n} (1995)|01-Jan-1995||http://x|{flags}\n" for n in range(4))
+    )
+    replay = _cli(
+        "replay",
+        "--data",
+        str(folder),
+        "--format",
+        "movielens-100k",
+        "--no-progress",
+        env=_env(settings),
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert "wrote 7 profiles" in replay.stdout and "wrote 20 events" in replay.stdout

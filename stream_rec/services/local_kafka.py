@@ -216,8 +216,8 @@ class LocalKafka:
                 "kafka.tools.StorageTool",
                 "format",
                 "--standalone",
-                "-t",
-                cluster_id,
+                # One argument: an id may begin with "-", which would read as an option.
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(work / "server.properties"),
             ],

@@ -90,6 +90,8 @@ class RecommendationMessage(_Wire):
     event_ts: float
     """The newest event behind this list (unix seconds)."""
     generated_at: float
+    context: Context | None = None
+    """The context the list was scored for (that of the newest event), if it had one."""
 
 
 _INTERACTION = TypeAdapter[Interaction](Annotated[Interaction, Field(discriminator="type")])

@@ -136,6 +136,16 @@ class WorkerMetrics:
             registry=registry,
         )
         self.features = {kind: features.labels(kind) for kind in ("user", "item")}
+        self.context_values = Gauge(
+            p + "model_context_values",
+            "Distinct context values (device=tv, hour=18-23 ...) with an embedding.",
+            registry=registry,
+        )
+        self.context_values_dropped = Counter(
+            p + "context_values_dropped",
+            "Context values ignored because the vocabulary was full (model.max_context_values).",
+            registry=registry,
+        )
         self.hit_ratio = Gauge(
             p + "online_hit_ratio",
             "Share of recent positives whose item was in the list last published to the user "

@@ -4,7 +4,10 @@ Items belong to genres and have Zipf popularity within them. Each user likes two
 a user's demographic segment (age bucket x gender) decides those genres with probability
 ``segment_strength`` (a planted demographic effect). Consumed items (clicks, watches,
 ratings) come from the liked genres with probability ``taste_strength``; liked items are
-watched longer and rated higher. Impressions are drawn from overall popularity.
+watched longer and rated higher. Impressions are drawn from overall popularity. With
+``context_strength`` > 0 every event carries a device, and what is taken on a device
+comes from that device's genres with that probability (a planted context effect: the
+same user watches documentaries on TV and comedies on the phone).
 Everything is reproducible from the seed.
 """
 
@@ -31,6 +34,8 @@ AGE_BUCKETS = ("18-24", "25-34", "35-49", "50+")
 GENDERS = ("f", "m")
 OCCUPATIONS = ("student", "engineer", "artist", "health", "retired", "other")
 COUNTRIES = ("de", "fr", "in", "jp", "us", "br")
+DEVICE_GENRES = {"mobile": ("comedy", "animation"), "tv": ("documentary", "drama")}
+"""The planted context effect: the genres taken on each device."""
 EVENT_MIX = {"impression": 0.40, "click": 0.25, "watch": 0.20, "rating": 0.15}
 """The demo's event-type mix (fractions of the stream)."""
 
@@ -49,6 +54,9 @@ class SyntheticWorld:
     user_activity: npt.NDArray[np.float64]
     taste_strength: float
     seed: int
+    context_strength: float
+    _device_items: dict[str, npt.NDArray[np.int64]] = field(repr=False)
+    _device_cdf: dict[str, npt.NDArray[np.float64]] = field(repr=False)
     _liked_items: list[npt.NDArray[np.int64]] = field(repr=False)
     _liked_cdf: list[npt.NDArray[np.float64]] = field(repr=False)
     _item_cdf: npt.NDArray[np.float64] = field(repr=False)
@@ -61,6 +69,7 @@ class SyntheticWorld:
         taste_strength: float = 0.9,
         segment_strength: float = 0.8,
         popularity_exponent: float = 0.8,
+        context_strength: float = 0.0,
     ) -> SyntheticWorld:
         """A world of ``n_users`` and ``n_items``; item popularity falls as
         1/rank**``popularity_exponent`` (0: every item equally popular)."""
@@ -106,6 +115,12 @@ class SyntheticWorld:
         ]
         activity = 1.0 / (np.arange(n_users, dtype=np.float64) + 1.0) ** 0.6
         item_weight = weight / weight.sum()
+        device_items = {
+            device: np.array(
+                [i for i in range(n_items) if set(item_genres[i]) & set(genres)], np.int64
+            )
+            for device, genres in DEVICE_GENRES.items()
+        }
         return SyntheticWorld(
             n_users=n_users,
             n_items=n_items,
@@ -117,6 +132,9 @@ class SyntheticWorld:
             user_activity=activity / activity.sum(),
             taste_strength=taste_strength,
             seed=seed,
+            context_strength=context_strength,
+            _device_items=device_items,
+            _device_cdf={d: _cdf(item_weight[rows]) for d, rows in device_items.items()},
             _liked_items=liked_items,
             _liked_cdf=[_cdf(item_weight[liked]) for liked in liked_items],
             _item_cdf=_cdf(item_weight),
@@ -175,8 +193,32 @@ class SyntheticWorld:
                     rng, e, users[offset], types[kinds[offset]], start_ts + e * spacing
                 )
 
-    def consumed_item(self, rng: np.random.Generator, user: int) -> tuple[int, bool]:
-        """An item the user takes: from a liked genre with probability taste_strength."""
+    def device_item_ids(self, device: str) -> set[str]:
+        """The items of a device's genres: what the planted context effect favours there."""
+        return {self.item_id(i) for i in self._device_items[device].tolist()}
+
+    def take_probabilities(self, user: int, device: str | None = None) -> npt.NDArray[np.float64]:
+        """The planted chance of each item being the user's next take (on ``device``)."""
+        liked = np.zeros(self.n_items)
+        rows = self._liked_items[user]
+        liked[rows] = self.item_weight[rows] / self.item_weight[rows].sum() if rows.size else 0.0
+        taste = self.taste_strength if rows.size else 0.0
+        p = taste * liked + (1.0 - taste) * self.item_weight
+        if device is None or self.context_strength == 0.0:
+            return p
+        on_device = np.zeros(self.n_items)
+        rows = self._device_items[device]
+        on_device[rows] = self.item_weight[rows] / self.item_weight[rows].sum()
+        return np.asarray(self.context_strength * on_device + (1.0 - self.context_strength) * p)
+
+    def consumed_item(
+        self, rng: np.random.Generator, user: int, device: str | None = None
+    ) -> tuple[int, bool]:
+        """An item the user takes: on a device, from its genres with probability
+        context_strength; otherwise from a liked genre with probability taste_strength."""
+        if device is not None and rng.random() < self.context_strength:
+            item = int(self._device_items[device][_draw(rng, self._device_cdf[device])])
+            return item, self._is_liked(user, item)
         liked = self._liked_items[user]
         if rng.random() < self.taste_strength and liked.size:
             return int(liked[_draw(rng, self._liked_cdf[user])]), True
@@ -195,11 +237,14 @@ class SyntheticWorld:
     def _event(
         self, rng: np.random.Generator, e: int, user: int, kind: str, ts: float
     ) -> dict[str, Any]:
+        device = None
+        if self.context_strength > 0:
+            device = ("mobile", "tv")[int(rng.integers(0, 2))]
         if kind == "impression":
             item = self.popular_item(rng)
             liked = self._is_liked(user, item)
         else:
-            item, liked = self.consumed_item(rng, user)
+            item, liked = self.consumed_item(rng, user, device)
         event: dict[str, Any] = {
             "event_id": f"syn-{self.seed}-{e}",
             "type": kind,
@@ -207,6 +252,8 @@ class SyntheticWorld:
             "item_id": self.item_id(item),
             "ts": round(ts, 3),
         }
+        if device is not None:
+            event["context"] = {"device": device}
         if kind == "watch":
             duration = float(self.item_duration[item])
             fraction = rng.uniform(0.5, 1.0) if liked else rng.uniform(0.0, 0.3)

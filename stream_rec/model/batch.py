@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -34,6 +34,8 @@ class InteractionBatch:
     - ``values``: float32, the rating for ratings, watched seconds for watches, else 0
     - ``durations``: float32 item duration in seconds for watches, NaN where unknown
     - ``timestamps``: float64 unix seconds of each event
+    - ``contexts``: each event's context mapping (``{"device": "tv"}``) or None, or None
+      for a batch without any (see :mod:`stream_rec.model.context`)
     """
 
     user_ids: Sequence[str]
@@ -42,6 +44,7 @@ class InteractionBatch:
     values: npt.NDArray[np.float32]
     durations: npt.NDArray[np.float32]
     timestamps: npt.NDArray[np.float64]
+    contexts: Sequence[Mapping[str, str] | None] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.user_ids)
@@ -51,6 +54,7 @@ class InteractionBatch:
             len(self.values),
             len(self.durations),
             len(self.timestamps),
+            n if self.contexts is None else len(self.contexts),
         }
         if lengths != {n}:
             raise ValueError(f"columns of unequal length: {sorted(lengths | {n})}")
@@ -67,6 +71,7 @@ class InteractionBatch:
             self.values[start:stop],
             self.durations[start:stop],
             self.timestamps[start:stop],
+            None if self.contexts is None else self.contexts[start:stop],
         )
 
     @staticmethod
@@ -77,6 +82,7 @@ class InteractionBatch:
         values: Sequence[float],
         durations: Sequence[float] | None = None,
         timestamps: Sequence[float] | None = None,
+        contexts: Sequence[Mapping[str, str] | None] | None = None,
     ) -> InteractionBatch:
         """Build a batch from Python sequences (durations NaN and timestamps 0 if omitted)."""
         n = len(user_ids)
@@ -89,4 +95,5 @@ class InteractionBatch:
             if durations is None
             else np.asarray(durations, np.float32),
             np.zeros(n, np.float64) if timestamps is None else np.asarray(timestamps, np.float64),
+            contexts,
         )

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_rec.model.batch import CONSUMED_KINDS, EventKind, InteractionBatch
+from stream_rec.model.context import ContextVocabulary
 from stream_rec.model.hyper import (
     LOSS_POSITIVES,
     LOSS_RANKING,
@@ -67,6 +68,8 @@ class HybridModel:
         k = params.factors
         m = params.max_features
         feats = SideColumn("features", np.int32, m, -1)
+        # A user's slots past max_features hold an event's context values during its steps.
+        user_feats = SideColumn("features", np.int32, m + params.context_slots, -1)
         self.users = EntityTable(
             k,
             k + 2,
@@ -74,7 +77,7 @@ class HybridModel:
             params.seed,
             (
                 SideColumn("recent", np.int32, params.session_length, -1),
-                feats,
+                user_feats,
                 # Profile updates so far: with the event count, the version of the lists.
                 SideColumn("profile_updates", np.int32, 1, 0),
             ),
@@ -106,6 +109,8 @@ class HybridModel:
         """How many users have ever been given features (0: no user has any)."""
         self.item_features_set = 0
         """How many items have ever been given features."""
+        self.contexts = ContextVocabulary(params, self.user_features)
+        """Context values and their rows among the user features."""
 
     @property
     def k(self) -> int:
@@ -133,7 +138,8 @@ class HybridModel:
         n_items_before = len(self.items)
         items = self.items.rows_for(batch.item_ids)
         self._grow()
-        losses, predictions = self.step_rows(users, items, batch, n_items_before)
+        contexts = self.contexts.rows_for(batch)
+        losses, predictions = self.step_rows(users, items, batch, n_items_before, contexts)
         consumed = np.isin(batch.kinds, _CONSUMED_CODES)
         new_seen: dict[int, list[int]] = {}
         cap = self.params.max_seen_items
@@ -160,14 +166,18 @@ class HybridModel:
         items: npt.NDArray[np.int64],
         batch: InteractionBatch,
         n_items_before: int,
+        contexts: npt.NDArray[np.int32] | None = None,
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """The compiled update alone, on events whose ids are already rows (as :meth:`apply`
-        maps them); returns (losses, predictions). Seen items are not recorded: call
-        :meth:`apply` unless you are timing the kernel."""
+        maps them) and with their context rows (n, context_slots) if any; returns (losses,
+        predictions). Seen items are not recorded: call :meth:`apply` unless you are timing
+        the kernel."""
         losses = np.zeros(LOSS_SIZE, np.float64)
         predictions = np.empty(len(batch), np.float64)
         us, it = self.users, self.items
-        if self._explicit_only(users, items, batch):
+        if contexts is None:
+            contexts = np.full((len(batch), 0), -1, np.int32)
+        if contexts.size == 0 and self._explicit_only(users, items, batch):
             apply_ratings(
                 us.rows,
                 it.rows,
@@ -206,6 +216,7 @@ class HybridModel:
             batch.kinds,
             batch.values,
             batch.durations,
+            contexts,
             n_items_before,
             self._rating_stats,
             self._hp,
@@ -238,14 +249,19 @@ class HybridModel:
         return row
 
     def recommend(
-        self, user_rows: npt.NDArray[np.int64], k: int | None = None
+        self,
+        user_rows: npt.NDArray[np.int64],
+        k: int | None = None,
+        contexts: npt.NDArray[np.int32] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Top-k item rows and scores for each user row, excluding items they consumed.
+        """Top-k item rows and scores for each user row, excluding items they consumed;
+        ``contexts`` (m, slots) from :meth:`ContextVocabulary.lookup` scores each user in
+        a context.
 
         Shapes (m, k); where fewer than k unseen items exist the tail is -1 / -inf.
         """
         k = self.params.top_k if k is None else k
-        users, vectors, bias, session = self._scoring(user_rows)
+        users, vectors, bias, session = self._scoring(user_rows, contexts)
         indptr, indices = self._exclusions(user_rows)
         return top_k(users, vectors, bias, indptr, indices, k, session)
 
@@ -284,7 +300,7 @@ class HybridModel:
         return np.array([full[r] if r is not None else -np.inf for r in rows], np.float32)
 
     def _scoring(
-        self, user_rows: npt.NDArray[np.int64]
+        self, user_rows: npt.NDArray[np.int64], contexts: npt.NDArray[np.int32] | None = None
     ) -> tuple[
         npt.NDArray[np.float32],
         npt.NDArray[np.float32],
@@ -294,7 +310,7 @@ class HybridModel:
         """Effective user and item vectors, item ranking biases, and the session query."""
         n = len(self.items)
         vectors, bias = self._effective(self.items, self.item_features, np.arange(n), 1, self.k)
-        users, _ = self._effective(self.users, self.user_features, user_rows, -1, -1)
+        users = self._user_vectors(user_rows, contexts)
         session = None
         if self.params.session_length and self.params.session_weight > 0:
             it = self.items
@@ -308,6 +324,34 @@ class HybridModel:
                 self.params.session_weight,
             )
         return users, vectors, bias, session
+
+    def _user_vectors(
+        self, user_rows: npt.NDArray[np.int64], contexts: npt.NDArray[np.int32] | None
+    ) -> npt.NDArray[np.float32]:
+        """Effective user vectors (m, k); with ``contexts``, each user's context values
+        join its features, as they did in the steps of its events."""
+        if contexts is None or not (contexts >= 0).any():
+            users, _ = self._effective(self.users, self.user_features, user_rows, -1, -1)
+            return users
+        feats = self.users.side["features"][user_rows, : self.params.max_features]
+        merged = np.full((len(user_rows), feats.shape[1] + contexts.shape[1]), -1, np.int32)
+        for r in range(len(user_rows)):
+            tokens = [int(f) for f in feats[r] if f >= 0] + [int(c) for c in contexts[r] if c >= 0]
+            merged[r, : len(tokens)] = tokens
+        out = np.empty((len(user_rows), self.k), np.float32)
+        unused = np.empty(len(user_rows), np.float32)
+        own = self.users.rows[user_rows]
+        effective_rows(
+            own,
+            np.arange(len(user_rows), dtype=np.int64),
+            merged,
+            self.user_features.rows,
+            -1,
+            -1,
+            out,
+            unused,
+        )
+        return out
 
     def popular(self, k: int | None = None, exclude: Iterable[int] = ()) -> list[int]:
         """Item rows most often taken among the latest positives (the popularity window)."""
@@ -399,11 +443,12 @@ class HybridModel:
         items = np.flatnonzero(self._dirty_items[: len(self.items)])
         self._dirty_users[:] = 0
         self._dirty_items[:] = 0
-        return self._delta(users, items)
+        return self._delta(users, items, self.contexts.take_changed())
 
     def snapshot(self) -> ModelDelta:
         """Every row, as records (what a full restore needs)."""
-        return self._delta(np.arange(len(self.users)), np.arange(len(self.items)))
+        users, items = np.arange(len(self.users)), np.arange(len(self.items))
+        return self._delta(users, items, self.contexts.all_rows())
 
     def restore(self, delta: ModelDelta, seen: Mapping[str, Iterable[str]]) -> None:
         """Load a :meth:`snapshot` (row numbers kept) into this empty model."""
@@ -416,6 +461,7 @@ class HybridModel:
         ):
             feats = table.side["features"][: len(table)]
             setattr(self, attribute, int((feats[:, 0] >= 0).sum()) if feats.shape[1] else 0)
+        self.contexts.restore()
         if "rating_stats" in delta.globals:
             self._rating_stats[:] = np.frombuffer(delta.globals["rating_stats"], "<f8")
         if "window" in delta.globals:
@@ -449,16 +495,20 @@ class HybridModel:
         scratch.recommend(applied.user_rows)
         scratch.take_changes()
 
-    def _delta(self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]) -> ModelDelta:
+    def _delta(
+        self,
+        users: npt.NDArray[np.int64],
+        items: npt.NDArray[np.int64],
+        contexts: Sequence[int] = (),
+    ) -> ModelDelta:
         user_feats = self.users.side["features"][users]
+        user_feats = np.concatenate([user_feats[user_feats >= 0], np.asarray(contexts, np.int32)])
         item_feats = self.items.side["features"][items]
         return ModelDelta(
             {
                 "users": self.users.export(users),
                 "items": self.items.export(items),
-                "user_features": self.user_features.export(
-                    np.unique(user_feats[user_feats >= 0]).astype(np.int64)
-                ),
+                "user_features": self.user_features.export(np.unique(user_feats).astype(np.int64)),
                 "item_features": self.item_features.export(
                     np.unique(item_feats[item_feats >= 0]).astype(np.int64)
                 ),

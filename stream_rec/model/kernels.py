@@ -258,6 +258,7 @@ def apply_events(
     kinds: npt.NDArray[np.int8],
     values: npt.NDArray[np.float32],
     durations: npt.NDArray[np.float32],
+    contexts: npt.NDArray[np.int32],
     n_known_items: int,
     rating_stats: npt.NDArray[np.float64],
     hp: npt.NDArray[np.float64],
@@ -276,6 +277,10 @@ def apply_events(
     ``predictions[e]`` receives each rating's prediction made before its step (with mu
     excluding it), NaN for other events. Every changed user and item row is flagged in
     ``dirty_*``; counters, losses and the session state are updated in place.
+
+    ``contexts[e]`` (-1 padded) are user-feature rows of event e's context values: for
+    that event they join the user's features (its free slots after ``max_features``), so
+    they are learned as features are, and leave again after the event.
     """
     k = V.shape[1] - 3
     scratch = np.zeros((6, k + 1))
@@ -293,6 +298,7 @@ def apply_events(
         n_known = max(n_known, i + 1)
         dirty_users[u] = 1
         dirty_items[i] = 1
+        first_slot, n_context = _enter_context(user_feats, u, contexts, e)
         if kind == KIND_RATING:
             predictions[e] = _rate(
                 U,
@@ -378,9 +384,29 @@ def apply_events(
                 hp[HP_SESSION_DECAY],
                 dirty_items,
             )
+        for t in range(n_context):
+            user_feats[u, first_slot + t] = -1
         user_counts[u] += 1
         item_counts[i] += 1
     return n_known
+
+
+@compiled
+def _enter_context(
+    user_feats: npt.NDArray[np.int32], u: int, contexts: npt.NDArray[np.int32], e: int
+) -> tuple[int, int]:
+    """Write event e's context rows into user u's free feature slots; returns (first
+    slot, how many), for the caller to clear after the event."""
+    first = 0
+    while first < user_feats.shape[1] and user_feats[u, first] >= 0:
+        first += 1
+    n = 0
+    for t in range(contexts.shape[1]):
+        if contexts[e, t] < 0 or first + n >= user_feats.shape[1]:
+            break
+        user_feats[u, first + n] = contexts[e, t]
+        n += 1
+    return first, n
 
 
 @compiled

@@ -17,8 +17,9 @@ from annotated_types import Ge, Gt, Interval, Le
 class ModelParams:
     """Hyper-parameters of :class:`stream_rec.model.HybridModel`.
 
-    Changing ``factors``, ``max_features``, ``session_length`` or ``neighbours`` changes
-    the shape of the stored state: start such a model under a new Redis key prefix.
+    Changing ``factors``, ``max_features``, ``context_slots``, ``session_length`` or
+    ``neighbours`` changes the shape of the stored state: start such a model under a new
+    Redis key prefix.
     """
 
     # --- factors ------------------------------------------------------------------------
@@ -116,6 +117,20 @@ class ModelParams:
     feature_learning_rate_scale: Annotated[float, Ge(0.0), Le(1.0)] = 0.3
     """Feature embeddings are shared by many entities and get many more steps than one
     entity's own vector: their step is the entity's step times this."""
+
+    # --- context --------------------------------------------------------------------------
+    context_slots: Annotated[int, Interval(ge=0, le=16)] = 4
+    """At most this many context values per event (its ``context`` keys in name order,
+    then the hour band); each has an embedding that joins the user's features for that
+    event's steps and lists. 0 ignores context."""
+
+    max_context_values: Annotated[int, Interval(ge=0, le=1_000_000)] = 1_024
+    """Distinct context values (``device=tv``, ``hour=18-23`` ...) the model learns; a
+    value first seen beyond this many is ignored (and counted), which bounds memory."""
+
+    hour_context_bands: Literal[0, 1, 2, 3, 4, 6, 8, 12, 24] = 0
+    """Split the UTC day into this many equal bands and give every event its band as a
+    context value (4: ``hour=0-5`` ... ``hour=18-23``); 0 derives nothing from the time."""
 
     # --- session signal -----------------------------------------------------------------
     session_length: Annotated[int, Interval(ge=0, le=64)] = 10

@@ -28,6 +28,7 @@ import orjson
 
 from stream_rec.events import (
     REJECTION_REASONS,
+    Context,
     Interaction,
     Profile,
     Rejection,
@@ -137,6 +138,7 @@ class BatchProcessor:
         self.ledger = PartitionLedger(dedup_window)
         self.quality = OnlineQuality()
         self._drifts_counted = 0
+        self._contexts_dropped_counted = 0
 
     def restore(self) -> dict[str, int]:
         """Load the stored state into the model; return the stored next offsets."""
@@ -280,6 +282,9 @@ class BatchProcessor:
             values,
             durations,
             np.fromiter((item.event.ts for item in events), np.float64, n),
+            [item.event.context for item in events]
+            if any(item.event.context for item in events)
+            else None,
         )
 
     def _publish_lists(
@@ -293,14 +298,24 @@ class BatchProcessor:
         profile: a cold user gets its first list from its features at once)."""
         user_ids = self.model.users.ids
         newest_ts = {user_ids[row]: ts for row, ts in profile_ts.items()}
-        for item in events:
-            user = item.event.user_id
-            newest_ts[user] = max(newest_ts.get(user, 0.0), item.event.ts)
+        newest_context: dict[str, Context] = {}
+        for item in events:  # in event-time order: the last one of a user is its newest
+            event = item.event
+            newest_ts[event.user_id] = max(newest_ts.get(event.user_id, 0.0), event.ts)
+            if event.context:
+                newest_context[event.user_id] = event.context
+            else:
+                newest_context.pop(event.user_id, None)
         touched = [] if applied is None else applied.user_rows.tolist()
         user_rows = np.fromiter(dict.fromkeys([*touched, *profile_users]), np.int64)
         if user_rows.size == 0:
             return _Published({}, [])
-        rows, scores = self.model.recommend(user_rows)
+        # Each list is for the context of the user's newest event (and its hour band).
+        order = [user_ids[r] for r in user_rows.tolist()]
+        contexts = self.model.contexts.lookup(
+            [newest_context.get(u) for u in order], [newest_ts[u] for u in order]
+        )
+        rows, scores = self.model.recommend(user_rows, contexts=contexts)
         item_ids = self.model.items.ids
         generated_at = self._clock()
         lists: dict[str, bytes] = {}
@@ -312,20 +327,21 @@ class BatchProcessor:
             # Events applied plus profile updates: it grows with every list, and a replay
             # cut into other batches gives each list the same version again.
             version = self.model.version(user_row)
-            message = orjson.dumps(
-                {
-                    "user_id": user,
-                    "items": [
-                        {"item_id": item_ids[i], "score": round(s, 6)}
-                        for i, s in zip(row_items, row_scores, strict=True)
-                        if i >= 0
-                    ],
-                    "version": version,
-                    "model": self._model_name,
-                    "event_ts": newest_ts[user],
-                    "generated_at": generated_at,
-                }
-            )
+            body = {
+                "user_id": user,
+                "items": [
+                    {"item_id": item_ids[i], "score": round(s, 6)}
+                    for i, s in zip(row_items, row_scores, strict=True)
+                    if i >= 0
+                ],
+                "version": version,
+                "model": self._model_name,
+                "event_ts": newest_ts[user],
+                "generated_at": generated_at,
+            }
+            if user in newest_context:
+                body["context"] = newest_context[user]
+            message = orjson.dumps(body)
             lists[user] = message
             listed = [i for i in row_items if i >= 0]
             entries.append((user, tuple(item_ids[i] for i in listed), listed))
@@ -439,8 +455,13 @@ class BatchProcessor:
         if figures.drifts > self._drifts_counted:
             metrics.drifts.inc(figures.drifts - self._drifts_counted)
             self._drifts_counted = figures.drifts
-        metrics.features["user"].set(len(self.model.user_features))
+        metrics.features["user"].set(len(self.model.user_features) - len(self.model.contexts))
         metrics.features["item"].set(len(self.model.item_features))
+        metrics.context_values.set(len(self.model.contexts))
+        dropped = self.model.contexts.dropped
+        if dropped > self._contexts_dropped_counted:
+            metrics.context_values_dropped.inc(dropped - self._contexts_dropped_counted)
+            self._contexts_dropped_counted = dropped
 
     def _item_duration(self, item_id: str) -> float:
         row = self.model.items.row_of(item_id)

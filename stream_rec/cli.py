@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from stream_rec.config import Settings, SettingsError, load_settings, settings_markdown
+from stream_rec.model.context import parse_context
 from stream_rec.store import RedisStore
 
 log = logging.getLogger("stream_rec")
@@ -116,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     recommend = sub.add_parser("recommend", help="print a user's current list from Redis")
     recommend.add_argument("user_id")
     recommend.add_argument("--json", action="store_true", help="print the stored message as JSON")
+    recommend.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="score now for this context (repeatable), from the model state in Redis",
+    )
     recommend.set_defaults(handler=_cmd_recommend)
 
     stats = sub.add_parser("stats", help="print counters and offsets read from Redis")
@@ -296,9 +304,18 @@ def _open_store(settings: Settings) -> RedisStore:
 def _cmd_recommend(args: argparse.Namespace) -> int:
     settings = load_settings()
     _configure_logging(settings)
+    try:
+        context = parse_context(args.context)
+    except ValueError as exc:
+        print(f"stream-rec: --context: {exc}", file=sys.stderr)
+        return 2
     store = _open_store(settings)
     try:
-        raw = store.recommendation(args.user_id)
+        raw = (
+            _scored_for(store, settings, args.user_id, context)
+            if context
+            else store.recommendation(args.user_id)
+        )
     finally:
         store.close()
     if raw is None:
@@ -312,9 +329,24 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     message = orjson.loads(raw)
     print(f"user {message['user_id']}  version {message['version']}  model {message['model']}")
+    if message.get("context"):
+        print("context " + " ".join(f"{k}={v}" for k, v in message["context"].items()))
     for rank, entry in enumerate(message["items"], start=1):
         print(f"{rank:3d}. {entry['item_id']:<24} {entry['score']:.4f}")
     return 0
+
+
+def _scored_for(
+    store: RedisStore, settings: Settings, user_id: str, context: dict[str, str]
+) -> bytes | None:
+    """The user's list scored now for ``context``, from the model state in Redis."""
+    from stream_rec.model import HybridModel
+    from stream_rec.stream.lists import list_for_context
+
+    model = HybridModel(settings.model)
+    snapshot = store.load(model.layout)
+    model.restore(snapshot.model, snapshot.seen)
+    return list_for_context(model, user_id, context, settings.worker.model_name)
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:

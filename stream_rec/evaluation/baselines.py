@@ -90,7 +90,8 @@ def stream_rec_variants(
     item_features: Mapping[str, Sequence[str]],
     timed_item_features: Sequence[tuple[float, str, str]] = (),
 ) -> list[StreamRecModel]:
-    """The full model, each part alone, and the full model without features."""
+    """The full model, each part alone, and the full model without features (and
+    without user features alone)."""
     return [
         StreamRecModel("stream_rec", params, user_features, item_features, timed_item_features),
         StreamRecModel(
@@ -102,6 +103,10 @@ def stream_rec_variants(
         ),
         StreamRecModel("stream_rec_session_only", _session_only(params), predicts_ratings=False),
         StreamRecModel("stream_rec_no_features", params),
+        # Item metadata but no user profiles: what demographics add for cold users.
+        StreamRecModel(
+            "stream_rec_no_demographics", params, {}, item_features, timed_item_features
+        ),
     ]
 
 

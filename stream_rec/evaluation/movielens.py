@@ -31,7 +31,7 @@ RATINGS_FILE: dict[MovieLensFormat, str] = {
 }
 _SOURCE = {"movielens-csv": "ml", "movielens-100k": "ml100k", "movielens-1m": "ml1m"}
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
-_ML100K_GENRES = (
+ML100K_GENRES = (
     "unknown",
     "Action",
     "Adventure",
@@ -216,11 +216,11 @@ def _side_100k(folder: Path) -> SideInfo:
     if (folder / "u.item").exists():
         for line in (folder / "u.item").read_text(encoding="latin-1").splitlines():
             parts = line.split("|")
-            if len(parts) < 5 + len(_ML100K_GENRES):
+            if len(parts) < 5 + len(ML100K_GENRES):
                 continue
-            flags = parts[5 : 5 + len(_ML100K_GENRES)]
+            flags = parts[5 : 5 + len(ML100K_GENRES)]
             names = [
-                g for g, f in zip(_ML100K_GENRES, flags, strict=True) if f == "1" and g != "unknown"
+                g for g, f in zip(ML100K_GENRES, flags, strict=True) if f == "1" and g != "unknown"
             ]
             genres[parts[0]] = frozenset(names)
             items[parts[0]] = [f"genre={g}" for g in names] + _decade(parts[1])

@@ -30,6 +30,7 @@ MODEL_NAMES = (
     "stream_rec_mf_only",
     "stream_rec_session_only",
     "stream_rec_no_features",
+    "stream_rec_no_demographics",
     "popularity",
     "river_biasedmf",
 )

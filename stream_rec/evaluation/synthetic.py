@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from stream_rec.evaluation.movielens import ML100K_GENRES
 
 GENRES = (
     "action",
@@ -262,6 +265,46 @@ class SyntheticWorld:
         elif kind == "rating":
             event["rating"] = float(rng.integers(4, 6) if liked else rng.integers(1, 4))
         return event
+
+
+_ML100K_NAMES = {
+    "action": "Action",
+    "comedy": "Comedy",
+    "drama": "Drama",
+    "horror": "Horror",
+    "romance": "Romance",
+    "scifi": "Sci-Fi",
+    "documentary": "Documentary",
+    "animation": "Animation",
+}
+_ML100K_AGES = {"18-24": 21, "25-34": 30, "35-49": 40, "50+": 60}
+
+
+def write_movielens_100k(world: SyntheticWorld, folder: Path, n_events: int) -> int:
+    """The world's ratings among its first ``n_events`` events as an ml-100k-style folder
+    (u.data, u.user, u.item), so `stream-rec evaluate` can be checked on a planted
+    demographic effect. Returns the number of ratings written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ratings = [e for e in world.events(n_events) if e["type"] == "rating"]
+    (folder / "u.data").write_text(
+        "".join(
+            f"{e['user_id'][1:]}\t{e['item_id'][1:]}\t{int(e['rating'])}\t{int(e['ts'])}\n"
+            for e in ratings
+        )
+    )
+    (folder / "u.user").write_text(
+        "".join(
+            f"{u}|{_ML100K_AGES[f['age']]}|{f['gender'].upper()}|{f['occupation']}|00000\n"
+            for u, f in enumerate(world.user_features)
+        )
+    )
+    lines = []
+    for item, genres in enumerate(world.item_genres):
+        names = {_ML100K_NAMES[g] for g in genres}
+        flags = "|".join("1" if c in names else "0" for c in ML100K_GENRES)
+        lines.append(f"{item}|Item {item} (1995)|01-Jan-1995||http://example.org|{flags}\n")
+    (folder / "u.item").write_text("".join(lines))
+    return len(ratings)
 
 
 def _cdf(weight: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-import orjson
 
 from stream_rec.events import (
     REJECTION_REASONS,
@@ -42,6 +41,7 @@ from stream_rec.model import KIND_NAMES, AppliedBatch, HybridModel, InteractionB
 from stream_rec.store import Checkpoint, StateStore, StoreUnavailable
 from stream_rec.stream.faults import crash_point
 from stream_rec.stream.ledger import PartitionLedger, partition_key
+from stream_rec.stream.lists import list_message
 from stream_rec.stream.profiles import apply_profiles
 from stream_rec.stream.quality import OnlineQuality, is_positive
 from stream_rec.stream.records import RecordSink, SourceRecord
@@ -327,23 +327,17 @@ class BatchProcessor:
             # Events applied plus profile updates: it grows with every list, and a replay
             # cut into other batches gives each list the same version again.
             version = self.model.version(user_row)
-            body = {
-                "user_id": user,
-                "items": [
-                    {"item_id": item_ids[i], "score": round(s, 6)}
-                    for i, s in zip(row_items, row_scores, strict=True)
-                    if i >= 0
-                ],
-                "version": version,
-                "model": self._model_name,
-                "event_ts": newest_ts[user],
-                "generated_at": generated_at,
-            }
-            if user in newest_context:
-                body["context"] = newest_context[user]
-            message = orjson.dumps(body)
-            lists[user] = message
             listed = [i for i in row_items if i >= 0]
+            message = list_message(
+                user,
+                [(item_ids[i], s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0],
+                version,
+                self._model_name,
+                newest_ts[user],
+                generated_at,
+                newest_context.get(user),
+            )
+            lists[user] = message
             entries.append((user, tuple(item_ids[i] for i in listed), listed))
             self._sink.send(self._topics.recommendations, user.encode(), message)
         return _Published(lists, entries)

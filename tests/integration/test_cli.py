@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from stream_rec.config import Settings
-from tests.integration.support import open_store, wait_for
+from stream_rec.evaluation.synthetic import SyntheticWorld
+from tests.integration.support import open_store, produce_events, running_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +180,29 @@ def test_replay_writes_the_side_files_as_profiles_first(settings: Settings, tmp_
     )
     assert replay.returncode == 0, replay.stderr
     assert "wrote 7 profiles" in replay.stdout and "wrote 20 events" in replay.stdout
+
+
+def test_recommend_scores_for_a_given_context(settings: Settings) -> None:
+    world = SyntheticWorld.create(n_users=100, n_items=150, seed=4, context_strength=0.9)
+    events = list(world.events(12_000))
+    produce_events(settings, events)
+    with running_worker(settings), open_store(settings) as store:
+        wait_for(lambda: store.stats().applied_events == len(events), 90, "the events applied")
+    env = _env(settings)
+    lists = {}
+    for device in ("tv", "mobile"):
+        result = _cli("recommend", "u1", "--context", f"device={device}", "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        message = orjson.loads(result.stdout)
+        assert message["context"] == {"device": device}
+        lists[device] = [entry["item_id"] for entry in message["items"]]
+    tv = world.device_item_ids("tv")
+    on_tv = sum(i in tv for i in lists["tv"])
+    on_mobile = sum(i in tv for i in lists["mobile"])
+    print(f"tv-genre items in u1's top 10: {on_tv} for device=tv, {on_mobile} for device=mobile")
+    assert on_tv > on_mobile
+    text = _cli("recommend", "u1", "--context", "device=tv", env=env)
+    assert "context device=tv" in text.stdout
+    bad = _cli("recommend", "u1", "--context", "tv", env=env)
+    assert bad.returncode == 2
+    assert "name=value" in bad.stderr

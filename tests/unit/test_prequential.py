@@ -122,6 +122,7 @@ def test_evaluate_command_writes_json_and_a_plot(tmp_path: Path) -> None:
         "stream_rec_mf_only",
         "stream_rec_session_only",
         "stream_rec_no_features",
+        "stream_rec_no_demographics",
         "popularity",
         "river_biasedmf",
     }

@@ -95,7 +95,17 @@ class HybridModel:
                 SideColumn("duration", np.float32, 1, 0.0),
             ),
         )
-        self.user_features = EntityTable(k, k + 1, params.init_std, params.seed ^ 0xF00D)
+        self.user_features = EntityTable(
+            k,
+            k + 1,
+            params.init_std,
+            params.seed ^ 0xF00D,
+            (
+                # The segment of users with this feature: its recently taken items.
+                SideColumn("segment_items", np.int32, params.segment_items, -1),
+                SideColumn("segment_weights", np.float32, params.segment_items, 0.0),
+            ),
+        )
         self.item_features = EntityTable(k, k + 2, params.init_std, params.seed ^ 0xFEED)
         self._seen: list[dict[int, None]] = []  # ordered sets: the oldest is forgotten first
         self._rating_stats = np.array([0.0, 0.0, 1.0])  # sum, count, rating scale
@@ -204,6 +214,9 @@ class HybridModel:
             us.keys,
             us.side["features"],
             it.side["features"],
+            self.user_features.counts,
+            self.user_features.side["segment_items"],
+            self.user_features.side["segment_weights"],
             us.side["recent"],
             it.side["neighbours"],
             it.side["neighbour_weights"],
@@ -263,7 +276,47 @@ class HybridModel:
         k = self.params.top_k if k is None else k
         users, vectors, bias, session = self._scoring(user_rows, contexts)
         indptr, indices = self._exclusions(user_rows)
-        return top_k(users, vectors, bias, indptr, indices, k, session)
+        rows, scores = top_k(users, vectors, bias, indptr, indices, k, session)
+        for r, user in enumerate(user_rows.tolist()):
+            if self.users.counts[user] == 0 and not self._features_learned(user):
+                rows[r], scores[r] = self._segment_list(user, k, rows[r])
+        return rows, scores
+
+    def _features_learned(self, user: int) -> bool:
+        """Whether one of the user's features has been behind ``min_feature_events``
+        positives (then its embedding, not its segment's popularity, scores a cold user)."""
+        feats = self.users.side["features"][user, : self.params.max_features]
+        feats = feats[feats >= 0]
+        counts = self.user_features.counts[feats]
+        return bool(feats.size) and int(counts.max()) >= self.params.min_feature_events
+
+    def _segment_list(
+        self, user: int, k: int, by_vectors: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Top-k by the recent popularity of the user's segments (its features), summed
+        over them, or by global recent popularity where the segments have none; the rest
+        of the list (items no one took yet, score 0) in the order of ``by_vectors``."""
+        n = len(self.items)
+        scores = np.zeros(n, np.float32)
+        feats = self.users.side["features"][user, : self.params.max_features]
+        for f in feats[feats >= 0].tolist():
+            items = self.user_features.side["segment_items"][f]
+            filled = items >= 0
+            np.add.at(scores, items[filled], self.user_features.side["segment_weights"][f][filled])
+        if not scores.any():
+            scores = self._window_counts[:n].astype(np.float32)
+        scores[list(self._seen[user])] = 0.0
+        order = np.argsort(-scores, kind="stable")[:k]
+        order = order[scores[order] > 0]
+        taken = set(order.tolist())
+        rest = [i for i in by_vectors.tolist() if i >= 0 and i not in taken][: k - order.size]
+        rows = np.full(k, -1, np.int64)
+        out = np.full(k, -np.inf, np.float32)
+        rows[: order.size] = order
+        out[: order.size] = scores[order]
+        rows[order.size : order.size + len(rest)] = rest
+        out[order.size : order.size + len(rest)] = 0.0
+        return rows, out
 
     def _explicit_only(
         self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64], batch: InteractionBatch

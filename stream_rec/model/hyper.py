@@ -39,7 +39,8 @@ HP_SESSION_DECAY = 21
 HP_EACH_NEGATIVE = 22
 HP_SCALE_LR = 23
 HP_SESSION_MIN_RATING = 24
-HP_SIZE = 25
+HP_SEGMENT_DECAY = 25
+HP_SIZE = 26
 
 # Positions in the loss accumulator.
 LOSS_SQUARED_ERROR = 0
@@ -83,4 +84,5 @@ def hyper_vector(params: ModelParams) -> npt.NDArray[np.float64]:
     hp[HP_EACH_NEGATIVE] = 1.0 if params.negative_steps == "each" else 0.0
     hp[HP_SCALE_LR] = params.rating_scale_learning_rate
     hp[HP_SESSION_MIN_RATING] = params.session_min_rating
+    hp[HP_SEGMENT_DECAY] = params.segment_decay
     return hp

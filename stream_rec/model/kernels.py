@@ -30,6 +30,7 @@ from stream_rec.model.hyper import (
     HP_EXPLICIT_W,
     HP_IMPRESSION_W,
     HP_NEGATIVES,
+    HP_SEGMENT_DECAY,
     HP_SESSION_DECAY,
     HP_SESSION_MIN_RATING,
     HP_STEP_DECAY,
@@ -246,6 +247,9 @@ def apply_events(
     user_keys: npt.NDArray[np.uint64],
     user_feats: npt.NDArray[np.int32],
     item_feats: npt.NDArray[np.int32],
+    feature_counts: npt.NDArray[np.int64],
+    segment_items: npt.NDArray[np.int32],
+    segment_weights: npt.NDArray[np.float32],
     recent: npt.NDArray[np.int32],
     neighbours: npt.NDArray[np.int32],
     neighbour_weights: npt.NDArray[np.float32],
@@ -277,6 +281,9 @@ def apply_events(
     ``predictions[e]`` receives each rating's prediction made before its step (with mu
     excluding it), NaN for other events. Every changed user and item row is flagged in
     ``dirty_*``; counters, losses and the session state are updated in place.
+
+    Each positive counts for every user feature (``feature_counts``) and enters each
+    feature's segment popularity (``segment_*``, decayed per positive).
 
     ``contexts[e]`` (-1 padded) are user-feature rows of event e's context values: for
     that event they join the user's features (its free slots after ``max_features``), so
@@ -324,6 +331,10 @@ def apply_events(
         # A watch without its own duration takes the one from the item's metadata.
         duration = durations[e] if durations[e] > 0.0 else item_durations[i, 0]
         weight = positive_weight(kind, values[e], duration, hp)
+        if weight > 0.0:
+            _count_segments(
+                user_feats, u, i, feature_counts, segment_items, segment_weights, hp
+            )
         if weight > 0.0 and n_known > 1:
             effective(U, u, user_feats, FU, ue)
             effective(V, i, item_feats, FI, ie)
@@ -389,6 +400,32 @@ def apply_events(
         user_counts[u] += 1
         item_counts[i] += 1
     return n_known
+
+
+@compiled
+def _count_segments(
+    user_feats: npt.NDArray[np.int32],
+    u: int,
+    i: int,
+    feature_counts: npt.NDArray[np.int64],
+    segment_items: npt.NDArray[np.int32],
+    segment_weights: npt.NDArray[np.float32],
+    hp: npt.NDArray[np.float64],
+) -> None:
+    """A positive of user u on item i, for each of u's features: its count, and item i
+    into its segment's decayed popularity."""
+    decay = hp[HP_SEGMENT_DECAY]
+    width = segment_items.shape[1]
+    for t in range(user_feats.shape[1]):
+        f = user_feats[u, t]
+        if f < 0:
+            break
+        feature_counts[f] += 1
+        if width == 0:
+            continue
+        for s in range(width):
+            segment_weights[f, s] *= decay
+        covisit(segment_items, segment_weights, f, i, 1.0)
 
 
 @compiled

@@ -118,6 +118,19 @@ class ModelParams:
     """Feature embeddings are shared by many entities and get many more steps than one
     entity's own vector: their step is the entity's step times this."""
 
+    segment_items: Annotated[int, Interval(ge=0, le=1000)] = 50
+    """Items remembered per user feature (its segment: users aged 25-34, users in de ...)
+    as the segment's recent popularity, by Space-Saving; 0 keeps none."""
+
+    segment_decay: Annotated[float, Gt(0.0), Le(1.0)] = 0.999
+    """A segment's item weights are multiplied by this at each of its positives (recency:
+    the weight of a positive halves after about 0.7/(1 - decay) newer ones)."""
+
+    min_feature_events: Annotated[int, Ge(0)] = 50
+    """A user without events is scored by its feature embeddings once one of its features
+    has been behind this many positives; before that, by its segments' recent popularity
+    (by global recent popularity if they have none)."""
+
     # --- context --------------------------------------------------------------------------
     context_slots: Annotated[int, Interval(ge=0, le=16)] = 4
     """At most this many context values per event (its ``context`` keys in name order,

@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry
 from stream_rec.evaluation.synthetic import SyntheticWorld
 from stream_rec.events import RecommendationMessage
 from stream_rec.metrics import WorkerMetrics
-from stream_rec.model import HybridModel, ModelParams
+from stream_rec.model import KIND_NAMES, HybridModel, InteractionBatch, ModelParams
 from stream_rec.store import MemoryStore
 from stream_rec.stream.processor import REASON_HEADER, BatchProcessor, OutputTopics
+from stream_rec.stream.profiles import feature_tokens
 from stream_rec.stream.records import MemorySink, Record
 
 TOPICS = OutputTopics("recs", "dead", "profiles")
@@ -146,3 +147,51 @@ def test_new_items_with_metadata_reach_matching_users_before_their_first_event()
     assert matching
     assert len(matching) > 2 * len(other)  # chance would give about half as many
     assert np.isfinite(model.items.view()).all()
+
+
+def test_a_cold_user_gets_its_segments_popularity_until_its_features_are_learned() -> None:
+    world = SyntheticWorld.create(
+        n_users=400, n_items=300, seed=8, segment_strength=1.0, popularity_exponent=0.4
+    )
+    params = ModelParams(factors=16, min_feature_events=10_000)
+    model = HybridModel(params)
+    for profile in world.profiles():
+        if profile["type"] == "user_profile" and int(str(profile["user_id"])[1:]) < 300:
+            model.set_user_features(str(profile["user_id"]), feature_tokens(profile["features"]))
+    trained = [e for e in world.events(6_000) if int(str(e["user_id"])[1:]) < 300]
+    model.apply(
+        InteractionBatch.from_columns(
+            [str(e["user_id"]) for e in trained],
+            [str(e["item_id"]) for e in trained],
+            [int(KIND_NAMES[str(e["type"])]) for e in trained],
+            [float(e.get("rating", e.get("watch_seconds", 0.0))) for e in trained],  # type: ignore[arg-type]
+            [float(e.get("duration_seconds", np.nan)) for e in trained],  # type: ignore[arg-type]
+        )
+    )
+    newcomers = list(range(300, 400))
+    rows = np.array(
+        [
+            model.set_user_features(world.user_id(u), feature_tokens(world.user_features[u]))
+            for u in newcomers
+        ],
+        np.int64,
+    )
+    listed, _ = model.recommend(rows)
+    ids = model.items.ids
+    popular = {ids[i] for i in model.popular(10)}
+
+    def precision(u: int, items: set[str]) -> float:
+        return len(items & world.liked_item_ids(u)) / 10
+
+    segment = np.mean(
+        [
+            precision(u, {ids[i] for i in row if i >= 0})
+            for u, row in zip(newcomers, listed, strict=True)
+        ]
+    )
+    baseline = np.mean([precision(u, popular) for u in newcomers])
+    print(f"newcomers, features not yet learned: segments {segment:.2f}, popularity {baseline:.2f}")
+    assert segment > baseline + 0.1
+    # A user whose features nobody shares gets the global recent popularity.
+    (alone,) = model.recommend(np.array([model.set_user_features("z", ["planet=mars"])]))[0]
+    assert {ids[i] for i in alone if i >= 0} == popular

@@ -1,6 +1,6 @@
 """`stream-rec bench`: speed measured side by side in one run, written as JSON.
 
-Sections (more come with the benchmark issue):
+Sections:
 - ``kernel``: events/s of the compiled per-event update against river's
   ``reco.BiasedMF.learn_one`` on the same rating events (explicit objective, k = 32 and
   64), and of the full default model on a synthetic click/watch stream (implicit).
@@ -8,7 +8,10 @@ Sections (more come with the benchmark issue):
   ``apply_events_per_s`` times :meth:`HybridModel.apply` with the id mapping.
 - ``topk``: users/s of the top-k for 1000 users over 10k and 100k items (k = 64, 20 seen
   items excluded per user) against the bare float32 matmul of the same shapes.
-Each figure is the best of a few repeats (the machines are shared and noisy).
+- ``e2e`` and ``redis``: the whole pipeline on real Kafka and Redis, see
+  :mod:`stream_rec.bench_e2e`.
+Each kernel and top-k figure is the best of a few repeats (the machines are shared and
+noisy).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from river import optim, reco
 
+from stream_rec.bench_e2e import Workload, run_e2e
 from stream_rec.evaluation.locate import dataset_path
 from stream_rec.evaluation.movielens import load_ratings
 from stream_rec.evaluation.synthetic import SyntheticWorld
@@ -130,7 +134,7 @@ def implicit_events(n: int) -> InteractionBatch:
     )
 
 
-def bench_kernel(quick: bool) -> dict[str, Any]:
+def bench_kernel(quick: bool, _log: Callable[[str], None]) -> dict[str, Any]:
     repeats = 2 if quick else 3
     ratings, source = rating_events(30_000 if quick else 100_836)
     river_limit = len(ratings)  # river learns the very same events
@@ -157,7 +161,7 @@ def bench_kernel(quick: bool) -> dict[str, Any]:
     return out
 
 
-def bench_topk(quick: bool) -> dict[str, Any]:
+def bench_topk(quick: bool, _log: Callable[[str], None]) -> dict[str, Any]:
     repeats = 3 if quick else 5
     rng = np.random.default_rng(0)
     users = rng.normal(size=(1_000, 64)).astype(np.float32)
@@ -202,9 +206,19 @@ def run_bench(quick: bool, log: Callable[[str], None] | None = None) -> dict[str
         "quick": quick,
         "defaults": {"factors": ModelParams().factors, "negatives": ModelParams().negatives},
     }
-    for name, section in (("kernel", bench_kernel), ("topk", bench_topk)):
+    for name, section in (("kernel", bench_kernel), ("topk", bench_topk), ("e2e", bench_e2e)):
         started = time.perf_counter()
-        result[name] = section(quick)
+        result[name] = section(quick, log or (lambda _: None))
         if log:
             log(f"{name}: {time.perf_counter() - started:.1f} s")
+    result["redis"] = result["e2e"].pop("redis")
     return result
+
+
+def bench_e2e(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """Real Kafka, a worker process and real Redis on the fixed workload
+    (:mod:`stream_rec.bench_e2e`); ``quick`` shrinks it."""
+    workload = (
+        Workload(events=60_000, users=20_000, freshness_seconds=8.0) if quick else Workload()
+    )
+    return run_e2e(workload, log)

@@ -27,6 +27,10 @@ REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 
 
+STAGES = ("poll", "decode", "model", "lists", "flush", "checkpoint", "commit", "observe")
+"""The stages of a batch, in order (``stream_rec_stage_seconds_total``)."""
+
+
 class WorkerMetrics:
     """The trainer's metrics. Create one per worker with its own registry."""
 
@@ -136,6 +140,13 @@ class WorkerMetrics:
             registry=registry,
         )
         self.features = {kind: features.labels(kind) for kind in ("user", "item")}
+        stages = Counter(
+            p + "stage_seconds",
+            "Seconds spent by the worker, by stage of its batches (poll: waiting for records).",
+            ["stage"],
+            registry=registry,
+        )
+        self.stage_seconds = {s: stages.labels(s) for s in STAGES}
         self.context_values = Gauge(
             p + "model_context_values",
             "Distinct context values (device=tv, hour=18-23 ...) with an embedding.",

@@ -19,11 +19,12 @@ import math
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+from prometheus_client import Counter as Counter_
 
 from stream_rec.events import (
     REJECTION_REASONS,
@@ -86,6 +87,19 @@ class _Decoding:
     events: list[_Decoded]
     rejected: Counter[str]
     duplicates: int
+
+
+class _Laps:
+    """Adds the time since the previous lap to a stage's counter (where batches go)."""
+
+    def __init__(self, counters: Mapping[str, Counter_], started: float) -> None:
+        self._counters = counters
+        self._last = started
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self._counters[stage].inc(now - self._last)
+        self._last = now
 
 
 @dataclass(frozen=True)
@@ -174,6 +188,7 @@ class BatchProcessor:
     def process(self, records: Sequence[SourceRecord]) -> BatchResult:
         """Apply one batch end to end; returns once its state is committed to the store."""
         started = time.perf_counter()
+        lap = _Laps(self._metrics.stage_seconds, started)
         fresh = self.ledger.fresh(records)
         self._metrics.replayed.inc(len(records) - len(fresh))
         profiles_topic = self._topics.profiles
@@ -182,21 +197,28 @@ class BatchProcessor:
         )
         decoding = self._decode([r for r in fresh if r.topic != profiles_topic])
         events = decoding.events
+        lap("decode")
         applied = self.model.apply(self._columns(events)) if events else None
+        lap("model")
         published = self._publish_lists(events, applied, profile_users, profile_ts)
         lists = published.messages
+        lap("lists")
         self._sink.flush()  # lists and dead letters acknowledged before the state moves
+        lap("flush")
         crash_point("after-flush")
         published_at = self._clock()
         next_offsets = _next_offsets(records)
         checkpoint = self._checkpoint(applied, lists, next_offsets)
+        lap("checkpoint")
         redis_started = time.perf_counter()
         self._with_store(lambda: self._store.commit(checkpoint), "committing state")
         self.ledger.committed(checkpoint.offsets)
         self._metrics.redis_duration.observe(time.perf_counter() - redis_started)
+        lap("commit")
         self._observe(records, decoding, applied, lists, published_at, profile_ts)
         if applied is not None:
             self._measure(events, applied, published)
+        lap("observe")
         self._metrics.batch_duration.observe(time.perf_counter() - started)
         return BatchResult(
             next_offsets,

@@ -138,10 +138,12 @@ class TrainerWorker:
             now = time.monotonic()
             self._periodic(now)
             wait = _IDLE_POLL_SECONDS if not self._pending else max(0.0, deadline - now)
+            polling = time.monotonic()
             polled = consumer.poll(
                 timeout_ms=int(wait * 1000),
                 max_records=max(1, worker.batch_max_events - len(self._pending)),
             )
+            self.metrics.stage_seconds["poll"].inc(time.monotonic() - polling)
             if polled and not self._pending:
                 deadline = time.monotonic() + worker.batch_max_seconds
             for records in polled.values():

@@ -1,0 +1,373 @@
+"""`stream-rec bench` end to end: real Kafka, a worker process, real Redis.
+
+A fixed workload (named in the JSON, so runs compare over time) is pre-filled into the
+events topic; a worker process (``stream-rec run``) then consumes it, publishing a list
+for every touched user. Measured:
+
+- sustained events/s, from the first commit to the one that applies the last event
+  (the first batch's events are not counted: they start the clock);
+- freshness at a fixed offered load: events produced at ``offered_rate`` events/s with
+  ``ts`` = the send time, against the Kafka timestamp of the list published after them;
+- Redis memory per user and per item after the replay, against the raw float32 vector;
+- where the worker's time went (its ``stream_rec_stage_seconds_total`` by stage).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from stream_rec.config import Settings, load_settings
+from stream_rec.evaluation.synthetic import EVENT_MIX
+from stream_rec.services import LocalKafka, LocalRedis, free_port
+from stream_rec.store import RedisStore
+from stream_rec.store.keys import KeySpace
+from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer
+
+Print = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The fixed end-to-end workload: Zipf users in sessions over a Zipf catalog."""
+
+    events: int = 500_000
+    users: int = 100_000
+    items: int = 10_000
+    session_events: int = 10
+    """Mean events of a session (1 + Poisson)."""
+    session_seconds: float = 60.0
+    """A session's events fall within this many seconds."""
+    user_zipf: float = 0.8
+    item_zipf: float = 1.0
+    partitions: int = 2
+    factors: int = 64
+    offered_rate: float = 10_000.0
+    """Events/s of the freshness phase."""
+    freshness_seconds: float = 20.0
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    users: npt.NDArray[np.int64]
+    items: npt.NDArray[np.int64]
+    kinds: npt.NDArray[np.int64]
+    offsets: npt.NDArray[np.float64]
+    """Seconds from the start of the stream."""
+    fractions: npt.NDArray[np.float64]
+    ratings: npt.NDArray[np.int64]
+
+
+def _zipf(n: int, exponent: float, rng: np.random.Generator) -> npt.NDArray[np.float64]:
+    weight = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** exponent
+    return np.asarray(rng.permutation(weight / weight.sum()), np.float64)
+
+
+def workload_columns(w: Workload, n: int, seed: int, span_seconds: float) -> EventColumns:
+    """n events of the workload in time order, spread over ``span_seconds``."""
+    rng = np.random.default_rng(seed)
+    lengths = 1 + rng.poisson(w.session_events - 1, n // max(w.session_events - 1, 1) + 1)
+    lengths = lengths[: int(np.searchsorted(np.cumsum(lengths), n)) + 1]
+    starts = np.sort(rng.uniform(0.0, max(span_seconds - w.session_seconds, 1.0), lengths.size))
+    session = np.repeat(np.arange(lengths.size), lengths)[:n]
+    users = rng.choice(w.users, lengths.size, p=_zipf(w.users, w.user_zipf, rng))[session]
+    offsets = starts[session] + rng.uniform(0.0, w.session_seconds, n)
+    order = np.argsort(offsets, kind="stable")
+    kinds = rng.choice(len(EVENT_MIX), n, p=np.array(list(EVENT_MIX.values())))
+    return EventColumns(
+        users[order],
+        rng.choice(w.items, n, p=_zipf(w.items, w.item_zipf, rng))[order],
+        kinds[order],
+        offsets[order],
+        rng.uniform(0.0, 1.0, n),
+        rng.integers(1, 6, n),
+    )
+
+
+_TYPES = list(EVENT_MIX)
+
+
+def encode(columns: EventColumns, e: int, ts: float, tag: str) -> tuple[bytes, bytes]:
+    """(key, value) of event e of ``columns`` at time ``ts``."""
+    kind = _TYPES[int(columns.kinds[e])]
+    user = f"u{int(columns.users[e])}"
+    item = int(columns.items[e])
+    event: dict[str, Any] = {
+        "event_id": f"{tag}-{e}",
+        "type": kind,
+        "user_id": user,
+        "item_id": f"i{item}",
+        "ts": ts,
+    }
+    if kind == "watch":
+        duration = 300.0 + (item * 7919) % 3300
+        event["watch_seconds"] = round(duration * float(columns.fractions[e]), 1)
+        event["duration_seconds"] = duration
+    elif kind == "rating":
+        event["rating"] = float(columns.ratings[e])
+    return user.encode(), orjson.dumps(event)
+
+
+def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
+    """The end-to-end figures of one worker on ``w`` (see the module docstring)."""
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sr-bench-")))
+        redis = stack.enter_context(LocalRedis(workdir=workdir / "redis"))
+        kafka = LocalKafka("apache", workdir=workdir / "kafka")
+        stack.callback(kafka.stop)
+        kafka.start()
+        metrics_port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("STREAM_REC_")},
+            "STREAM_REC_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap,
+            "STREAM_REC_REDIS__URL": redis.url,
+            "STREAM_REC_METRICS__PORT": str(metrics_port),
+            "STREAM_REC_TOPICS__PARTITIONS": str(w.partitions),
+            "STREAM_REC_MODEL__FACTORS": str(w.factors),
+            "STREAM_REC_WORKER__BATCH_MAX_SECONDS": "0.05",
+        }
+        settings = _settings(env)
+        admin = make_admin(settings.kafka)
+        try:
+            ensure_topics(admin, settings.topics)
+        finally:
+            admin.close()
+        out(f"  e2e: producing {w.events:,} events into {w.partitions} partitions ...")
+        produced_per_s = _prefill(settings, w)
+        store = RedisStore.from_settings(settings.redis)
+        store.start()
+        stack.callback(store.close)
+        worker = _start_worker(env, workdir / "worker.log", stack)
+        out("  e2e: one worker consumes them ...")
+        clock = _wait_applied(store, worker, w.events, timeout=600.0)
+        memory = redis_memory(store, settings, w)
+        out(f"  e2e: freshness at {w.offered_rate:,.0f} events/s for {w.freshness_seconds:.0f} s")
+        freshness = _freshness(settings, store, worker, w, w.events)
+        stages = _stages(metrics_port)
+        _stop(worker)
+    rate = (w.events - clock.first_applied) / max(clock.done - clock.first, 1e-9)
+    return {
+        "workload": asdict(w),
+        "workers_1": {
+            "events_per_s": round(rate),
+            "seconds": round(clock.done - clock.first, 2),
+            "first_batch_events": clock.first_applied,
+            "produce_events_per_s": round(produced_per_s),
+            "stage_seconds": stages,
+        },
+        "workers_2": {
+            "events_per_s": None,
+            "skipped": "several workers do not share item state yet (the exactly-once issue)",
+        },
+        "freshness_at_10k_per_s": freshness,
+        "redis": memory,
+    }
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _prefill(settings: Settings, w: Workload) -> float:
+    columns = workload_columns(w, w.events, w.seed, span_seconds=w.events / 1_000.0)
+    producer = make_producer(settings.kafka, settings.topics, linger_ms=20)
+    start_ts = 1.7e9
+    started = time.perf_counter()
+    try:
+        for e in range(w.events):
+            key, value = encode(columns, e, round(start_ts + float(columns.offsets[e]), 3), "b")
+            producer.send(settings.topics.events, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+    return w.events / (time.perf_counter() - started)
+
+
+def _start_worker(
+    env: dict[str, str], log_path: Path, stack: ExitStack
+) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "stream_rec", "run"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def kill() -> None:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+
+    stack.callback(kill)
+    return worker
+
+
+@dataclass(frozen=True)
+class _Clock:
+    first: float
+    first_applied: int
+    done: float
+
+
+def _applied(store: RedisStore) -> int:
+    return sum(store.offsets().values())
+
+
+def _wait_applied(
+    store: RedisStore, worker: subprocess.Popen[bytes], total: int, timeout: float
+) -> _Clock:
+    """Poll the stored offsets (every 10 ms) until they cover ``total`` events."""
+    deadline = time.monotonic() + timeout
+    first, first_applied = 0.0, 0
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the bench's worker exited with code {worker.returncode}")
+        applied = _applied(store)
+        now = time.perf_counter()
+        if applied and not first:
+            first, first_applied = now, applied
+        if applied >= total:
+            return _Clock(first, first_applied, now)
+        time.sleep(0.01)
+    raise TimeoutError(f"the worker applied {_applied(store)} of {total} events in {timeout} s")
+
+
+def redis_memory(store: RedisStore, settings: Settings, w: Workload) -> dict[str, Any]:
+    """Bytes per user and per item held in Redis (every key of the entity: its state
+    record, counters, version, seen list and latest list), from MEMORY USAGE."""
+    client = store.client
+    keys = KeySpace(settings.redis.key_prefix)
+    used = int(client.info("memory")["used_memory"])
+
+    def usage(key: str) -> int:
+        return int(client.memory_usage(key, samples=0) or 0)
+
+    users = int(client.hlen(keys.table("users")))
+    items = int(client.hlen(keys.table("items")))
+    sample = [_text(f) for f in client.hkeys(keys.table("users"))[:1_000]]
+    per_user_keys = np.mean(
+        [usage(keys.seen(u)) + usage(keys.recommendation(u)) for u in sample]
+    )
+    user_hashes = usage(keys.table("users")) + usage(keys.user_events) + usage(keys.versions)
+    item_hashes = usage(keys.table("items")) + usage(keys.item_events)
+    return {
+        "bytes_per_user": round(user_hashes / max(users, 1) + float(per_user_keys)),
+        "bytes_per_item": round(item_hashes / max(items, 1)),
+        "raw_bytes_per_vector": w.factors * 4,
+        "users": users,
+        "items": items,
+        "used_memory_bytes": used,
+    }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _freshness(
+    settings: Settings,
+    store: RedisStore,
+    worker: subprocess.Popen[bytes],
+    w: Workload,
+    applied_before: int,
+) -> dict[str, Any]:
+    """Produce at the offered rate with ts = send time; the lists published after."""
+    topic = settings.topics.recommendations
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    ends = consumer.end_offsets(partitions)
+    n = int(w.offered_rate * w.freshness_seconds)
+    columns = workload_columns(w, n, w.seed + 1, span_seconds=w.freshness_seconds)
+    producer = make_producer(settings.kafka, settings.topics, linger_ms=1)
+    started = time.perf_counter()
+    phase_start = time.time()
+    try:
+        for e in range(n):
+            due = started + e / w.offered_rate
+            pause = due - time.perf_counter()
+            if pause > 0.001:
+                time.sleep(pause)
+            key, value = encode(columns, e, time.time(), "f")
+            producer.send(settings.topics.events, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+    achieved = n / (time.perf_counter() - started)
+    _wait_applied(store, worker, applied_before + n, timeout=120.0)
+    delays = [
+        record.timestamp / 1000.0 - float(orjson.loads(record.value)["event_ts"])
+        for record in _read_from(consumer, ends)
+        if record.value and float(orjson.loads(record.value)["event_ts"]) >= phase_start
+    ]
+    consumer.close()
+    if not delays:
+        raise RuntimeError("no list was published during the freshness phase")
+    return {
+        "offered_events_per_s": round(achieved),
+        "lists": len(delays),
+        "p50_s": round(float(np.percentile(delays, 50)), 4),
+        "p99_s": round(float(np.percentile(delays, 99)), 4),
+    }
+
+
+def _read_from(consumer: KafkaConsumer, starts: dict[TopicPartition, int]) -> Iterator[Any]:
+    consumer.assign(list(starts))
+    for partition, offset in starts.items():
+        consumer.seek(partition, offset)
+    ends = consumer.end_offsets(list(starts))
+    remaining = {p for p in starts if ends[p] > starts[p]}
+    deadline = time.monotonic() + 60
+    while remaining and time.monotonic() < deadline:
+        for partition, records in consumer.poll(timeout_ms=500).items():
+            yield from records
+            if consumer.position(partition) >= ends[partition]:
+                remaining.discard(partition)
+
+
+_STAGE = re.compile(r'^stream_rec_stage_seconds_total\{stage="([a-z_]+)"\} ([0-9.e+-]+)$')
+
+
+def _stages(metrics_port: int) -> dict[str, float]:
+    """The worker's seconds by stage, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    stages = {}
+    for line in text.splitlines():
+        match = _STAGE.match(line)
+        if match:
+            stages[match.group(1)] = round(float(match.group(2)), 2)
+    return stages
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()

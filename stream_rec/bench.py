@@ -218,7 +218,5 @@ def run_bench(quick: bool, log: Callable[[str], None] | None = None) -> dict[str
 def bench_e2e(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     """Real Kafka, a worker process and real Redis on the fixed workload
     (:mod:`stream_rec.bench_e2e`); ``quick`` shrinks it."""
-    workload = (
-        Workload(events=60_000, users=20_000, freshness_seconds=8.0) if quick else Workload()
-    )
+    workload = Workload(events=60_000, users=20_000, freshness_seconds=8.0) if quick else Workload()
     return run_e2e(workload, log)

@@ -33,7 +33,7 @@ import numpy.typing as npt
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from stream_rec.config import Settings, load_settings
+from stream_rec.config import Settings, WorkerSettings, load_settings
 from stream_rec.evaluation.synthetic import EVENT_MIX
 from stream_rec.services import LocalKafka, LocalRedis, free_port
 from stream_rec.store import RedisStore
@@ -61,6 +61,8 @@ class Workload:
     offered_rate: float = 10_000.0
     """Events/s of the freshness phase."""
     freshness_seconds: float = 20.0
+    batch_max_events: int = WorkerSettings().batch_max_events
+    """The worker's ``WORKER__BATCH_MAX_EVENTS`` (its default)."""
     seed: int = 1
 
 
@@ -142,6 +144,7 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
             "STREAM_REC_TOPICS__PARTITIONS": str(w.partitions),
             "STREAM_REC_MODEL__FACTORS": str(w.factors),
             "STREAM_REC_WORKER__BATCH_MAX_SECONDS": "0.05",
+            "STREAM_REC_WORKER__BATCH_MAX_EVENTS": str(w.batch_max_events),
         }
         settings = _settings(env)
         admin = make_admin(settings.kafka)
@@ -207,9 +210,7 @@ def _prefill(settings: Settings, w: Workload) -> float:
     return w.events / (time.perf_counter() - started)
 
 
-def _start_worker(
-    env: dict[str, str], log_path: Path, stack: ExitStack
-) -> subprocess.Popen[bytes]:
+def _start_worker(env: dict[str, str], log_path: Path, stack: ExitStack) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log_file:
         worker = subprocess.Popen(
             [sys.executable, "-m", "stream_rec", "run"],
@@ -271,9 +272,7 @@ def redis_memory(store: RedisStore, settings: Settings, w: Workload) -> dict[str
     users = int(client.hlen(keys.table("users")))
     items = int(client.hlen(keys.table("items")))
     sample = [_text(f) for f in client.hkeys(keys.table("users"))[:1_000]]
-    per_user_keys = np.mean(
-        [usage(keys.seen(u)) + usage(keys.recommendation(u)) for u in sample]
-    )
+    per_user_keys = np.mean([usage(keys.seen(u)) + usage(keys.recommendation(u)) for u in sample])
     user_hashes = usage(keys.table("users")) + usage(keys.user_events) + usage(keys.versions)
     item_hashes = usage(keys.table("items")) + usage(keys.item_events)
     return {

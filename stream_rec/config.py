@@ -131,10 +131,17 @@ class WorkerSettings(_Group):
     """Consumer group of the trainer workers; all workers of one model share it."""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     """Where a new consumer group starts; earliest applies events written before it joined."""
-    batch_max_events: int = Field(2_000, ge=1, le=1_000_000)
-    """A micro-batch closes at this many records..."""
+    batch_max_events: int = Field(10_000, ge=1, le=1_000_000)
+    """A micro-batch closes at this many records (under a backlog: larger batches share
+    one list refresh among a user's events and one commit among more events)..."""
     batch_max_seconds: float = Field(0.1, gt=0, le=60)
     """...or this long after its first record arrived, whichever comes first."""
+    commit_interval_seconds: float = Field(1.0, ge=0, le=60)
+    """Every batch's lists are published at once; its state goes to Redis (with the
+    offsets, in one atomic step) at most this long after the previous commit, together
+    with every batch since, and at once when the stream is idle, on revocation and on
+    exit. A crash replays the uncommitted batches, republishing the same lists with the
+    same versions. 0 commits every batch."""
     max_event_bytes: int = Field(65_536, ge=256)
     """Larger messages are rejected as oversize (to the dead-letter topic)."""
     retry_initial_seconds: float = Field(0.1, gt=0)

@@ -332,9 +332,7 @@ def apply_events(
         duration = durations[e] if durations[e] > 0.0 else item_durations[i, 0]
         weight = positive_weight(kind, values[e], duration, hp)
         if weight > 0.0:
-            _count_segments(
-                user_feats, u, i, feature_counts, segment_items, segment_weights, hp
-            )
+            _count_segments(user_feats, u, i, feature_counts, segment_items, segment_weights, hp)
         if weight > 0.0 and n_known > 1:
             effective(U, u, user_feats, FU, ue)
             effective(V, i, item_feats, FI, ie)

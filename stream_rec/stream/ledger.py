@@ -44,6 +44,8 @@ class PartitionLedger:
     epochs: dict[str, int] = field(default_factory=dict)
     _windows: dict[str, DedupWindow] = field(default_factory=dict)
     _added: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    _processed: dict[str, int] = field(default_factory=dict)
+    """Next offsets of batches applied in memory but not committed yet."""
 
     def load(
         self, offsets: Mapping[str, int], dedup: Mapping[str, Sequence[tuple[str, int]]]
@@ -52,6 +54,7 @@ class PartitionLedger:
         self.next_offsets = dict(offsets)
         self._windows = {p: DedupWindow(self.window, entries) for p, entries in dedup.items()}
         self._added.clear()
+        self._processed.clear()
 
     def claimed(self, epochs: Mapping[str, int]) -> None:
         """Record the epochs of freshly claimed partitions."""
@@ -61,11 +64,21 @@ class PartitionLedger:
         """Forget the claims of partitions this worker no longer owns."""
         for partition in partitions:
             self.epochs.pop(partition, None)
+            self._processed.pop(partition, None)
 
     def fresh(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
-        """The records not yet applied (offset at or above the partition's next offset)."""
-        nxt = self.next_offsets
-        return [r for r in records if r.offset >= nxt.get(partition_key(r.topic, r.partition), 0)]
+        """The records not yet applied (offset at or above the partition's next offset,
+        counting batches applied but not yet committed)."""
+        return [r for r in records if r.offset >= self._next(partition_key(r.topic, r.partition))]
+
+    def _next(self, partition: str) -> int:
+        return max(self.next_offsets.get(partition, 0), self._processed.get(partition, 0))
+
+    def processed(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        """A batch ending at ``next_offsets`` is applied in memory (not committed yet)."""
+        for (topic, partition), nxt in next_offsets.items():
+            key = partition_key(topic, partition)
+            self._processed[key] = max(self._processed.get(key, 0), nxt)
 
     def is_duplicate(self, partition: str, event_id: str, offset: int) -> bool:
         """Whether ``event_id`` was applied within the window; if not, it is now recorded."""

@@ -15,11 +15,17 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import (
+    BrokerNotAvailableError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 from prometheus_client import CollectorRegistry, start_http_server
 
 from stream_rec.config import Settings
@@ -68,6 +74,7 @@ class TrainerWorker:
         self._committed: dict[TopicPartition, OffsetAndMetadata] = {}
         self._next_lag = 0.0
         self._next_snapshot = time.monotonic() + settings.metrics.snapshot_seconds
+        self._next_commit = 0.0
         self.name = settings.worker.instance_id or f"{socket.gethostname()}:{os.getpid()}"
         self.metrics_address: str | None = None
 
@@ -139,11 +146,19 @@ class TrainerWorker:
             self._periodic(now)
             wait = _IDLE_POLL_SECONDS if not self._pending else max(0.0, deadline - now)
             polling = time.monotonic()
-            polled = consumer.poll(
-                timeout_ms=int(wait * 1000),
-                max_records=max(1, worker.batch_max_events - len(self._pending)),
+            # A broker restarting can fail the coordinator lookup inside poll: wait it out.
+            polled = self._retry(
+                partial(
+                    consumer.poll,
+                    timeout_ms=int(wait * 1000),
+                    max_records=max(1, worker.batch_max_events - len(self._pending)),
+                ),
+                (KafkaConnectionError, KafkaTimeoutError, BrokerNotAvailableError),
+                "polling the brokers",
             )
             self.metrics.stage_seconds["poll"].inc(time.monotonic() - polling)
+            if not polled and not self._pending:
+                self._commit()  # idle: nothing is gained by waiting
             if polled and not self._pending:
                 deadline = time.monotonic() + worker.batch_max_seconds
             for records in polled.values():
@@ -154,6 +169,7 @@ class TrainerWorker:
                 self._process_pending()
         if self._pending:
             self._process_pending()
+        self._commit()
 
     def _periodic(self, now: float) -> None:
         """The consumer lag and the metrics snapshot, each at its own interval."""
@@ -204,16 +220,27 @@ class TrainerWorker:
             self._http = None
 
     def _process_pending(self) -> None:
+        """Process the polled batch (its lists are published when this returns), and
+        commit its state if the commit interval has passed since the last commit."""
         batch, self._pending = self._pending, []
+        self._require(self._processor).process(batch, commit=False)
+        if time.monotonic() >= self._next_commit:
+            self._commit()
+
+    def _commit(self) -> None:
+        """Write the state of the batches processed since the last commit (fenced)."""
+        self._next_commit = time.monotonic() + self.settings.worker.commit_interval_seconds
         try:
-            result = self._require(self._processor).process(batch)
+            next_offsets = self._require(self._processor).commit()
         except StoreFenced as exc:
             self._fenced(exc)
+            return
+        if not next_offsets:
             return
         crash_point("after-commit")
         offsets = {
             TopicPartition(topic, partition): OffsetAndMetadata(nxt, "", -1)
-            for (topic, partition), nxt in result.next_offsets.items()
+            for (topic, partition), nxt in next_offsets.items()
         }
         # Redis holds the authoritative offsets; this commit only keeps Kafka's lag current.
         self._require(self._consumer).commit_async(offsets, callback=_log_commit_failure)
@@ -243,7 +270,10 @@ class TrainerWorker:
                 consumer.seek(tp, nxt)
 
     def drop_pending(self, partitions: Sequence[TopicPartition]) -> None:
-        """Forget unapplied records of revoked partitions: their next owner replays them."""
+        """Partitions are revoked: commit what was applied (so their next owner starts
+        where this worker stopped) and forget their unapplied records (the next owner
+        reads them)."""
+        self._commit()
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self._pending = [r for r in self._pending if (r.topic, r.partition) not in revoked]
         for tp in partitions:

@@ -91,6 +91,25 @@ def test_a_batch_publishes_one_list_per_touched_user_and_commits_once() -> None:
     assert result.next_offsets == {("events", 0): 4}
 
 
+def test_batches_publish_at_once_and_commit_together() -> None:
+    store, sink = MemoryStore(), MemorySink()
+    proc = _processor(store, sink)
+    proc.process([_event(0, "u1", "a"), _event(1, "u2", "b")], commit=False)
+    proc.process([_event(2, "u1", "c")], commit=False)
+    assert len(sink.on("recs")) == 3  # every batch's lists are out already
+    assert store.commits == 0 and store.offsets() == {}
+    # A redelivery of the uncommitted records is not applied again in memory.
+    assert proc.process([_event(1, "u2", "b")], commit=False).applied == 0
+    assert proc.commit() == {("events", 0): 3}
+    assert store.commits == 1
+    assert store.offsets() == {"events:0": 3}
+    assert store.stats().applied_events == 3
+    latest = RecommendationMessage.model_validate_json(store.recommendation("u1") or b"")
+    assert latest.version == 2  # the newer of u1's two lists
+    assert proc.commit() == {}  # nothing new: nothing written
+    assert store.commits == 1
+
+
 def test_versions_increase_across_batches_and_restarts() -> None:
     store, sink = MemoryStore(), MemorySink()
     proc = _processor(store, sink)
@@ -260,7 +279,8 @@ def test_any_interleaving_of_replays_and_duplicates_gives_the_deduplicated_state
     data: st.DataObject,
 ) -> None:
     """Deliveries cut into batches anyhow, with redelivered offsets and resent event ids,
-    give exactly the state of the stream applied once."""
+    batches committed one by one or several at once, give exactly the state of the stream
+    applied once."""
     events = list(SyntheticWorld.create(12, 20, seed=3).events(60))
     reference = HybridModel(ModelParams(factors=4, negatives=2))
     reference.apply(_batch_of(events))
@@ -281,7 +301,9 @@ def test_any_interleaving_of_replays_and_duplicates_gives_the_deduplicated_state
         # Kafka hands out a partition in order from where the consumer was positioned.
         committed = proc.ledger.next_offsets.get("events:0", 0)
         start = data.draw(st.integers(0, min(committed, len(log) - 1)))
-        proc.process(log[start:])
+        # The worker commits some batches at once (commit_interval_seconds): a crash
+        # loses the uncommitted ones, which the restart applies again.
+        proc.process(log[start:], commit=data.draw(st.booleans()))
         if data.draw(st.booleans()):  # a crash and restart in between
             proc = _processor_with(store)
             proc.restore()

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -49,7 +49,10 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """``python consumers/trainer.py`` with its output kept in a log file."""
+    """``python consumers/trainer.py`` with its output kept in a log file. Every one still
+    running when its test ends is killed (tests/chaos/conftest.py), pass or fail."""
+
+    started: ClassVar[list[WorkerProcess]] = []
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self._log = log.open("ab")
@@ -60,6 +63,16 @@ class WorkerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        WorkerProcess.started.append(self)
+
+    @classmethod
+    def kill_all(cls) -> None:
+        while cls.started:
+            worker = cls.started.pop()
+            if worker.proc.poll() is None:
+                worker.proc.kill()
+                worker.proc.wait(30)
+            worker._log.close()
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -1,6 +1,5 @@
-"""Batched top-k over all items: a float32 matmul per block of users, then one compiled
-pass per user that adds the item biases, blends in the session scores, masks excluded
-items and selects the best k.
+"""Batched top-k over all items: a float32 matmul per block of users, then a compiled pass
+per user that blends in the session scores, masks excluded items and selects the best k.
 
 Blend: score(c) = f(c) + session_weight * (std_f / std_s) * s(c), where f is the factor
 score (u.q_c + c_c) and s the sparse session score; std_f and std_s are their standard
@@ -15,13 +14,11 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from stream_rec.model._jit import compiled, inlined
+from stream_rec.model._jit import compiled
 from stream_rec.model.session import session_scores
 
-BLOCK_FLOATS = 4_000_000
-"""Dot products computed at once (16 MB of float32): a block's users times all items stay
-under this. Smaller blocks fit the cache better but make the matmul less efficient; on
-2 cores 4M was the fastest of 0.26M, 1M, 2M, 4M and 16M (`stream-rec bench`'s top-k)."""
+SCRATCH_FLOATS = 4_000_000
+"""Scores computed at once: the users of a block times all items stay under this."""
 
 
 class SessionQuery(NamedTuple):
@@ -46,9 +43,7 @@ def _blend(
     decay: float,
     session_weight: float,
 ) -> None:
-    """Add each user's scaled session scores to its row of factor scores, in place (the
-    full rows :func:`blended_scores` returns; :func:`_select` does the same while it
-    selects).
+    """Add each user's scaled session scores to its row of factor scores, in place.
 
     Row b of ``scores`` belongs to user ``first + b`` of the call (its row of ``recent``).
     """
@@ -69,125 +64,54 @@ def _blend(
             v = scores[b, c]
             total += v
             total_sq += v * v
-        scale = _session_scale(total, total_sq, n, scratch, touched, count, session_weight)
+        var_f = max(total_sq / n - (total / n) ** 2, 0.0)
+        s_total = 0.0
+        s_sq = 0.0
         for t in range(count):
-            c = touched[t]
-            scores[b, c] += scale * scratch[c]
-            scratch[c] = 0.0
-
-
-@inlined
-def _session_scale(
-    total: float,
-    total_sq: float,
-    n: int,
-    scratch: npt.NDArray[np.float64],
-    touched: npt.NDArray[np.int64],
-    count: int,
-    session_weight: float,
-) -> float:
-    """The factor of the session scores: both parts z-scored, f/std_f + w s/std_s ranks
-    as f + w (std_f/std_s) s (0 when the session scores do not vary)."""
-    var_f = max(total_sq / n - (total / n) ** 2, 0.0)
-    s_total = 0.0
-    s_sq = 0.0
-    for t in range(count):
-        v = scratch[touched[t]]
-        s_total += v
-        s_sq += v * v
-    var_s = max(s_sq / n - (s_total / n) ** 2, 0.0)
-    if var_s <= 0.0:
-        return 0.0
-    return float(session_weight * np.sqrt(var_f / var_s)) if var_f > 0.0 else 1.0
-
-
-@inlined
-def _insert(
-    top_items: npt.NDArray[np.int64],
-    top_scores: npt.NDArray[np.float32],
-    r: int,
-    c: int,
-    s: float,
-) -> None:
-    """Put item c with score s into row r's sorted best k (ties: lower index first)."""
-    k = top_items.shape[1]
-    last = top_scores[r, k - 1]
-    if s < last or (s == last and 0 <= top_items[r, k - 1] < c):
-        return
-    p = k - 1
-    while p > 0 and (
-        top_scores[r, p - 1] < s or (top_scores[r, p - 1] == s and top_items[r, p - 1] > c)
-    ):
-        top_scores[r, p] = top_scores[r, p - 1]
-        top_items[r, p] = top_items[r, p - 1]
-        p -= 1
-    top_scores[r, p] = s
-    top_items[r, p] = c
+            v = scratch[touched[t]]
+            s_total += v
+            s_sq += v * v
+        var_s = max(s_sq / n - (s_total / n) ** 2, 0.0)
+        if var_s > 0.0:
+            # Both parts z-scored: f/std_f + w s/std_s ranks as f + w (std_f/std_s) s.
+            scale = session_weight * np.sqrt(var_f / var_s) if var_f > 0.0 else 1.0
+            for t in range(count):
+                c = touched[t]
+                scores[b, c] += scale * scratch[c]
+        for t in range(count):
+            scratch[touched[t]] = 0.0
 
 
 @compiled
 def _select(
     scores: npt.NDArray[np.float32],
     first: int,
-    bias: npt.NDArray[np.float32],
-    recent: npt.NDArray[np.int32],
-    neighbours: npt.NDArray[np.int32],
-    weights: npt.NDArray[np.float32],
-    damping: npt.NDArray[np.float32],
-    decay: float,
-    session_weight: float,
     exclude_indptr: npt.NDArray[np.int64],
     exclude_indices: npt.NDArray[np.int64],
     top_items: npt.NDArray[np.int64],
     top_scores: npt.NDArray[np.float32],
 ) -> None:
-    """Each row's best k of (dot + bias + scaled session score), excluded items masked,
-    in one pass over the row of dot products (still in cache after its matmul block).
-
-    Items with a session score are set aside during the pass (their blend needs the
-    row's variance, known at its end) and offered to the selection after it.
-    """
+    """Mask excluded items and keep each row's best k (sorted; ties: lower index first)."""
     m, n = scores.shape
     k = top_items.shape[1]
-    use_session = session_weight > 0.0 and recent.shape[1] > 0
-    scratch = np.zeros(n)
-    touched = np.zeros(n, np.int64)
-    skip = np.zeros(n, np.uint8)  # 1: excluded, 2: has a session score
     for b in range(m):
         r = first + b
-        count = 0
-        if use_session:
-            count = session_scores(recent, r, neighbours, weights, damping, decay, scratch, touched)
-        for t in range(count):
-            skip[touched[t]] = 2
         for t in range(exclude_indptr[r], exclude_indptr[r + 1]):
             c = exclude_indices[t]
             if 0 <= c < n:
-                skip[c] = 1
-        total = 0.0
-        total_sq = 0.0
+                scores[b, c] = -np.inf
         worst = top_scores[r, k - 1]
         for c in range(n):
-            v = scores[b, c] + bias[c]
-            total += v
-            total_sq += v * v
-            if v >= worst and skip[c] == 0:
-                _insert(top_items, top_scores, r, c, v)
+            s = scores[b, c]
+            if s > worst:
+                p = k - 1
+                while p > 0 and top_scores[r, p - 1] < s:
+                    top_scores[r, p] = top_scores[r, p - 1]
+                    top_items[r, p] = top_items[r, p - 1]
+                    p -= 1
+                top_scores[r, p] = s
+                top_items[r, p] = c
                 worst = top_scores[r, k - 1]
-        if count > 0:
-            scale = _session_scale(total, total_sq, n, scratch, touched, count, session_weight)
-            for t in range(count):
-                c = touched[t]
-                if skip[c] == 2:
-                    _insert(
-                        top_items, top_scores, r, c, scores[b, c] + bias[c] + scale * scratch[c]
-                    )
-                scratch[c] = 0.0
-                skip[c] = 0
-        for t in range(exclude_indptr[r], exclude_indptr[r + 1]):
-            c = exclude_indices[t]
-            if 0 <= c < n:
-                skip[c] = 0
 
 
 def blended_scores(
@@ -246,32 +170,9 @@ def top_k(
     top_scores = np.full((m, k), -np.inf, np.float32)
     if n == 0 or m == 0:
         return top_items, top_scores
-    empty_recent = np.full((m, 0), -1, np.int32)
-    recent = empty_recent if session is None else session.recent
-    neighbours = np.full((n, 0), -1, np.int32) if session is None else session.neighbours
-    weights = np.zeros((n, 0), np.float32) if session is None else session.weights
-    damping = np.ones(n, np.float32) if session is None else session.damping
-    decay = 1.0 if session is None else session.decay
-    weight = 0.0 if session is None else session.weight
-    block = max(1, BLOCK_FLOATS // n)
-    scores = np.empty((min(block, m), n), np.float32)
+    block = max(1, SCRATCH_FLOATS // n)
     for first in range(0, m, block):
         stop = min(first + block, m)
-        out = scores[: stop - first]
-        np.matmul(user_vectors[first:stop], item_vectors.T, out=out)
-        _select(
-            out,
-            first,
-            item_bias,
-            recent,
-            neighbours,
-            weights,
-            damping,
-            decay,
-            weight,
-            exclude_indptr,
-            exclude_indices,
-            top_items,
-            top_scores,
-        )
+        scores = blended_scores(user_vectors[first:stop], item_vectors, item_bias, session, first)
+        _select(scores, first, exclude_indptr, exclude_indices, top_items, top_scores)
     return top_items, top_scores

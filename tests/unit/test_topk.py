@@ -32,7 +32,7 @@ def _reference(
 def test_matches_brute_force_with_exclusions(
     n_items: int, scratch: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(topk, "BLOCK_FLOATS", scratch)  # 5_000: blocks of 5 users
+    monkeypatch.setattr(topk, "SCRATCH_FLOATS", scratch)  # 5_000: blocks of 5 users
     rng = np.random.default_rng(n_items)
     users = rng.normal(size=(64, 16)).astype(np.float32)
     items = rng.normal(size=(n_items, 16)).astype(np.float32)

@@ -202,7 +202,9 @@ function drawChart() {
     ctx.fillText("0", s.side === "left" ? 4 : pad.left + w + 4, pad.top + h);
   }
   ctx.fillStyle = "#6b7385";
-  ctx.fillText("−" + Math.round((t1 - t0) / 60 * 10) / 10 + " min", pad.left, height - 5);
+  const span = t1 - t0;
+  const ago = span < 120 ? Math.round(span) + " s" : (span / 60).toFixed(1) + " min";
+  ctx.fillText("−" + ago, pad.left, height - 5);
   ctx.fillText("now", pad.left + w - 20, height - 5);
 }
 

@@ -8,6 +8,9 @@ Sections (more come with the benchmark issue):
   ``apply_events_per_s`` times :meth:`HybridModel.apply` with the id mapping.
 - ``topk``: users/s of the top-k for 1000 users over 10k and 100k items (k = 64, 20 seen
   items excluded per user) against the bare float32 matmul of the same shapes.
+- ``http``: the API with a worker running (:mod:`stream_rec.api.bench`): GET p50/p99 and
+  requests/s at 2,000 offered requests/s from a separate process, saturation requests/s,
+  and the time from a POSTed click to the changed list reaching the page's stream.
 Each figure is the best of a few repeats (the machines are shared and noisy).
 """
 
@@ -23,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from river import optim, reco
 
+from stream_rec.api.bench import bench_http
 from stream_rec.evaluation.locate import dataset_path
 from stream_rec.evaluation.movielens import load_ratings
 from stream_rec.evaluation.synthetic import SyntheticWorld
@@ -202,7 +206,12 @@ def run_bench(quick: bool, log: Callable[[str], None] | None = None) -> dict[str
         "quick": quick,
         "defaults": {"factors": ModelParams().factors, "negatives": ModelParams().negatives},
     }
-    for name, section in (("kernel", bench_kernel), ("topk", bench_topk)):
+    sections: tuple[tuple[str, Callable[[bool], dict[str, Any]]], ...] = (
+        ("kernel", bench_kernel),
+        ("topk", bench_topk),
+        ("http", lambda quick: bench_http(quick, log)),
+    )
+    for name, section in sections:
         started = time.perf_counter()
         result[name] = section(quick)
         if log:

@@ -345,28 +345,63 @@ def route_of(path: str) -> str:
 class Instrumented:
     """Counts and times every HTTP request by route (streams are counted, not timed), and,
     on a loopback address, refuses Host headers that do not name this machine (a web page
-    elsewhere must not reach the API through DNS rebinding)."""
+    elsewhere must not reach the API through DNS rebinding).
+
+    It also answers the hot request itself: a plain ``GET /v1/recommendations/{user_id}``
+    (no query) whose list the cache holds is sent as the stored bytes without Starlette's
+    routing, request and response objects - measured to halve the CPU a GET costs (see
+    the README). Every other request, and any miss, goes through Starlette as usual.
+    """
 
     def __init__(self, app: Starlette, runtime: ApiRuntime, loopback_only: bool) -> None:
         self.app = app
         self._metrics = runtime.metrics
+        self._lists = runtime.lists
         self._loopback_only = loopback_only
+        self._hit = runtime.metrics.reads["cache"]
+        self._served = runtime.metrics.requests["recommendations"]
+        self._timed = runtime.metrics.duration["recommendations"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        route = route_of(scope["path"])
+        path: str = scope["path"]
         if self._loopback_only and not _local_host(scope):
             self._metrics.bad["bad_host"].inc()
             response = json_response({"error": "bad_host", "detail": "use 127.0.0.1"}, 421)
             await response(scope, receive, send)
+        elif (
+            path.startswith(_LISTS)
+            and scope["method"] == "GET"
+            and not scope["query_string"]
+            and (entry := self._lists.cached(path[len(_LISTS) :])) is not None
+        ):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(entry.body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": entry.body})
+            self._hit.inc()
+            self._served.inc()
+            self._timed.observe(time.perf_counter() - started)
+            return
         else:
             await self.app(scope, receive, send)
+        route = route_of(path)
         self._metrics.requests[route].inc()
         if route != "stream":
             self._metrics.duration[route].observe(time.perf_counter() - started)
+
+
+_LISTS = "/v1/recommendations/"
 
 
 def _local_host(scope: Scope) -> bool:

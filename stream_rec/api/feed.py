@@ -54,12 +54,14 @@ class TopicFeed:
         cache: ListCache,
         panel: PanelHistory,
         on_delivery: Callable[[float], None] | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self._kafka = kafka
         self._topics = topics
         self.cache = cache
         self.panel = panel
         self._on_delivery = on_delivery or (lambda _seconds: None)
+        self._on_ready = on_ready or (lambda: None)
         self._listeners: list[tuple[asyncio.AbstractEventLoop, OnLists, OnPoint]] = []
         self._consumer: KafkaConsumer | None = None
         self._thread: threading.Thread | None = None
@@ -182,6 +184,7 @@ class TopicFeed:
         ):
             self._ready.set()
             log.info("lists cache ready: %d lists read from the topic", len(self.cache))
+            self._on_ready()
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[Any], None], arg: Any) -> None:

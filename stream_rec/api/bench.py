@@ -5,7 +5,8 @@ It starts its own local Redis and Kafka (:mod:`stream_rec.services`), a trainer 
 for the users whose lists are read, and keeps a live stream of ``STREAM_RATE`` events/s
 flowing to the worker throughout. Then, from a separate load-generator process
 (:mod:`stream_rec.api.loadgen`): GET latency p50/p99 and requests/s at a fixed offered
-load of :data:`OFFERED_PER_S` over 16 connections, and the saturation requests/s; and,
+load of :data:`OFFERED_PER_S` over 16 connections, and the saturation requests/s (also
+through Starlette's routing, for what the fast path saves); and,
 from this process, the time from a POSTed click to the changed list reaching a page's
 server-sent-event stream. Everything it started is stopped by PID.
 """
@@ -74,7 +75,11 @@ def bench_http(quick: bool, log: Log | None = None) -> dict[str, Any]:
         load = os.getloadavg()[0]
         say(f"http: GET at {OFFERED_PER_S}/s for {get_seconds:.0f} s ...")
         fixed = _loadgen(url, ["--rate", str(OFFERED_PER_S), "--seconds", str(get_seconds)])
-        saturation = _loadgen(url, ["--closed", "--seconds", str(min(get_seconds, 5.0))])
+        closed = ["--closed", "--seconds", str(min(get_seconds, 5.0))]
+        saturation = _loadgen(url, closed)
+        # ?k=10 takes the same list through Starlette's routing (the fast path takes only
+        # plain GETs), plus a re-encode of the list: what the fast path saves.
+        through_starlette = _loadgen(url, [*closed, "--query", "k=10"])
         say(f"http: {clicks} clicks to the page ...")
         latencies = asyncio.run(click_to_page(url, [world.user_id(u) for u in range(50)], clicks))
         served = _scrape(f"{url}/metrics")
@@ -83,6 +88,7 @@ def bench_http(quick: bool, log: Log | None = None) -> dict[str, Any]:
         return {
             "get": fixed,
             "saturation": saturation,
+            "saturation_through_starlette": through_starlette,
             "click_to_page": {
                 "clicks": len(latencies),
                 "p50_ms": round(1000 * percentile(latencies, 0.5), 1),

@@ -214,8 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--closed", action="store_true", help="saturation instead of a rate")
+    parser.add_argument("--query", default="", help="a query string for every GET (k=10)")
     args = parser.parse_args(argv)
-    paths = [f"/v1/recommendations/u{n}" for n in range(args.users)]
+    query = f"?{args.query}" if args.query else ""
+    paths = [f"/v1/recommendations/u{n}{query}" for n in range(args.users)]
     if args.closed:
         result = uvloop.run(closed_loop(args.url, paths, args.seconds, args.connections))
     else:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +18,7 @@ from stream_rec.api.app import create_app
 from stream_rec.api.server import ApiServer
 from stream_rec.config import Settings
 from stream_rec.evaluation.synthetic import SyntheticWorld
+from stream_rec.services import free_port
 from tests.integration.api_support import EventStream, call, serving, with_http
 from tests.integration.support import open_store, read_topic, settings_for, wait_for
 
@@ -270,3 +275,47 @@ def test_the_page_is_served_with_a_strict_policy_and_foreign_hosts_are_refused(a
     rebound = call(f"{api}/v1/users", headers={"Host": "attacker.example:80"})
     assert rebound.status == 421
     assert call(f"{api}/no/such/path").status == 404
+
+
+def test_serve_runs_from_the_command_line_and_exits_0_on_sigterm(
+    kafka_server: Any, redis_server: Any
+) -> None:
+    name = f"t-serve-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_REC_")}
+    env |= {
+        "STREAM_REC_KAFKA__BOOTSTRAP_SERVERS": kafka_server.bootstrap,
+        "STREAM_REC_REDIS__URL": redis_server.url,
+        "STREAM_REC_REDIS__KEY_PREFIX": name,
+        "STREAM_REC_HTTP__PORT": str(port),
+        **{
+            f"STREAM_REC_TOPICS__{topic.upper()}": f"{name}.{topic}"
+            for topic in ("events", "profiles", "recommendations", "metrics")
+        },
+        "STREAM_REC_TOPICS__DEAD_LETTER": f"{name}.dead-letter",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stream_rec", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/v1/health"), 60, "the server answering")
+        assert call(f"http://127.0.0.1:{port}/v1/health").body["status"] == "ok"
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+    assert server.returncode == 0, out
+    assert f"the live page is at http://127.0.0.1:{port}/" in out
+
+
+def _answers(url: str) -> bool:
+    try:
+        return call(url).status == 200
+    except OSError:
+        return False

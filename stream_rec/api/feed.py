@@ -126,6 +126,13 @@ class TopicFeed:
             time.sleep(0.2)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # the health check turns 503 once the broker check is stale
+            log.exception("the topic feed stopped; lists now come from Redis only")
+            self._ready.clear()
+
+    def _loop(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         next_check = 0.0

@@ -178,9 +178,10 @@ class HttpSettings(_Group):
     in output, never logged; at least 16 characters)."""
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     """Larger request bodies are refused with 413 before they are read."""
-    max_cached_lists: int = Field(1_000_000, ge=0)
+    max_cached_lists: int = Field(250_000, ge=0)
     """Latest lists kept in the server's memory, fed by the recommendations topic (the least
-    recently updated go first); other users' lists are read from Redis."""
+    recently updated go first; about 0.8 KB a 10-item list); other users' lists are read
+    from Redis."""
 
 
 class Settings(BaseSettings):

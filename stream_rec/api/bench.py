@@ -83,6 +83,7 @@ def bench_http(quick: bool, log: Log | None = None) -> dict[str, Any]:
         say(f"http: {clicks} clicks to the page ...")
         latencies = asyncio.run(click_to_page(url, [world.user_id(u) for u in range(50)], clicks))
         served = _scrape(f"{url}/metrics")
+        load_after = os.getloadavg()[0]
         stream.stop.set()
         stream.join(10)
         return {
@@ -104,6 +105,7 @@ def bench_http(quick: bool, log: Log | None = None) -> dict[str, Any]:
                 "worker_batch_max_seconds": settings.worker.batch_max_seconds,
                 "warmup_seconds": WARMUP_SECONDS,
                 "load_average_1m_before": round(load, 2),
+                "load_average_1m_after": round(load_after, 2),
                 "load_generator": "separate process, open loop, latency from each request's "
                 "due time, keep-alive HTTP/1.1",
             },

@@ -1,12 +1,15 @@
-"""The server's reader of the recommendations and metrics topics (one background thread).
+"""The server's view of the recommendations and metrics topics, read by a child process.
 
-A kafka-python consumer without a group (it commits nothing and joins nothing) is assigned
-every partition of both topics: the recommendations topic from its beginning (compacted:
-the latest list per user), the metrics topic from :data:`~stream_rec.api.live.HISTORY_SECONDS`
-ago (the panel's chart). Each poll's new lists go to the cache and, through the event loop,
-to the page's streams. Every :data:`CHECK_SECONDS` the thread reads the end offsets: a
+:mod:`stream_rec.api.feed_process` runs a kafka-python consumer without a group (it
+commits nothing and joins nothing), assigned every partition of both topics: the
+recommendations topic from its beginning (compacted: the latest list per user), the
+metrics topic from :data:`~stream_rec.api.live.HISTORY_SECONDS` ago (the panel's chart).
+It writes what it reads to its stdout; :class:`TopicFeed`, on the server's event loop,
+reads those frames without blocking, offers each list to the cache and the live hub and
+each snapshot to the panel. Every :data:`CHECK_SECONDS` the child reads the end offsets: a
 real round trip, which tells the health check that the broker answers, and how far the
-cache is behind the topic.
+cache is behind the topic. A child that exits is started again (the cache is not trusted
+meanwhile: lists come from Redis).
 """
 
 from __future__ import annotations
@@ -14,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
+import os
+import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 
+from stream_rec.api.feed_process import LISTS, METRICS, STATUS, unpack
 from stream_rec.api.lists import CachedList, ListCache
 from stream_rec.api.live import HISTORY_SECONDS, PanelHistory
 from stream_rec.config import KafkaSettings, TopicSettings
@@ -32,8 +37,9 @@ log = logging.getLogger(__name__)
 CHECK_SECONDS = 2.0
 """How often the end offsets are read (the broker's health and the cache's lag)."""
 
-_POLL_MS = 100
-_PARTITIONS_TIMEOUT_S = 30.0
+_READ_BYTES = 1 << 20
+_FRAMES_PER_TURN = 64  # then the loop serves requests again (a big topic is read in turns)
+_RESTART_SECONDS = 2.0
 
 OnLists = Callable[[list[CachedList]], None]
 OnPoint = Callable[[dict[str, Any]], None]
@@ -42,9 +48,9 @@ OnPoint = Callable[[dict[str, Any]], None]
 class TopicFeed:
     """Keeps ``cache`` and ``panel`` current from the topics; hands news to the callbacks.
 
-    ``start()`` creates the consumer, assigns and positions the partitions, and starts the
-    thread; ``ready`` turns true once the lists up to the end offsets seen at start are
-    read; ``stop()`` ends the thread and closes the consumer.
+    :meth:`start` (on the event loop) starts the child and reads its frames; ``ready``
+    turns true once the child has read the lists up to the end offsets it saw at start;
+    :meth:`stop` ends the child (by PID).
     """
 
     def __init__(
@@ -56,144 +62,162 @@ class TopicFeed:
         on_delivery: Callable[[float], None] | None = None,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
-        self._kafka = kafka
-        self._topics = topics
+        self._job = orjson.dumps(
+            {
+                "client_options": kafka.client_options(),
+                "lists_topic": topics.recommendations,
+                "metrics_topic": topics.metrics,
+                "history_seconds": HISTORY_SECONDS,
+                "check_seconds": CHECK_SECONDS,
+            }
+        )
         self.cache = cache
         self.panel = panel
         self._on_delivery = on_delivery or (lambda _seconds: None)
         self._on_ready = on_ready or (lambda: None)
-        self._listeners: list[tuple[asyncio.AbstractEventLoop, OnLists, OnPoint]] = []
-        self._consumer: KafkaConsumer | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._start_ends: dict[TopicPartition, int] = {}
-        self._lists_partitions: list[TopicPartition] = []
+        self._on_lists: OnLists = lambda _entries: None
+        self._on_point: OnPoint = lambda _point: None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self._buffer = bytearray()
+        self._stopping = False
+        self._checked: asyncio.Event | None = None
+        self.ready = False
         self.broker_checked_at: float | None = None
         """Unix time of the last successful round trip to the broker."""
         self.lag: int | None = None
         """Lists published but not yet read by this server, at the last check."""
 
     @property
-    def ready(self) -> bool:
-        return self._ready.is_set()
+    def pid(self) -> int | None:
+        """The reader child's process id (None while there is none)."""
+        return None if self._child is None else self._child.pid
 
-    def listen(self, loop: asyncio.AbstractEventLoop, on_lists: OnLists, on_point: OnPoint) -> None:
-        """Call ``on_lists``/``on_point`` on ``loop`` (thread-safe) for every new list/point."""
-        self._listeners.append((loop, on_lists, on_point))
+    def listen(self, on_lists: OnLists, on_point: OnPoint) -> None:
+        """Call these (on the event loop) with every new list / panel point."""
+        self._on_lists, self._on_point = on_lists, on_point
 
-    def start(self) -> None:
-        consumer = KafkaConsumer(
-            **self._kafka.client_options(),
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=100,
-        )
-        self._consumer = consumer
-        lists = self._partitions(consumer, self._topics.recommendations)
-        metrics = self._partitions(consumer, self._topics.metrics)
-        consumer.assign(lists + metrics)
-        consumer.seek_to_beginning(*lists)
-        since = int((time.time() - HISTORY_SECONDS) * 1000)
-        starts = consumer.offsets_for_times(dict.fromkeys(metrics, since))
-        ends = consumer.end_offsets(lists + metrics)
-        for tp in metrics:
-            found = starts.get(tp)
-            consumer.seek(tp, found.offset if found is not None else ends[tp])
-        self._lists_partitions = lists
-        self._start_ends = {tp: ends[tp] for tp in lists}
-        self.broker_checked_at = time.time()
-        self._thread = threading.Thread(target=self._run, name="api-topic-feed", daemon=True)
-        self._thread.start()
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start the child and wait (up to ``timeout``) until it has reached the broker."""
+        self._loop = asyncio.get_running_loop()
+        self._checked = asyncio.Event()
+        self._spawn()
+        try:
+            await asyncio.wait_for(self._checked.wait(), timeout)
+        except TimeoutError:
+            log.warning("the topic reader has not reached the broker after %.0f s", timeout)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-        if self._consumer is not None:
-            self._consumer.close(autocommit=False)
-            self._consumer = None
-
-    def _partitions(self, consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
-        deadline = time.monotonic() + _PARTITIONS_TIMEOUT_S
-        while True:
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions:
-                return [TopicPartition(topic, p) for p in sorted(partitions)]
-            if time.monotonic() > deadline:
-                raise KafkaError(f"topic {topic} has no partitions (does it exist?)")
-            time.sleep(0.2)
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception:  # the health check turns 503 once the broker check is stale
-            log.exception("the topic feed stopped; lists now come from Redis only")
-            self._ready.clear()
-
-    def _loop(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        next_check = 0.0
-        while not self._stop.is_set():
+        self._stopping = True
+        child, self._child = self._child, None
+        if child is None:
+            return
+        self._unwatch(child)
+        if child.poll() is None:
+            child.terminate()
             try:
-                polled = consumer.poll(timeout_ms=_POLL_MS)
-            except KafkaError as exc:
-                log.warning("reading the topics: %s", exc)
-                self._stop.wait(1.0)
-                continue
-            if polled:
-                self._take(polled)
-            now = time.monotonic()
-            if now >= next_check or not self._ready.is_set():
-                next_check = now + CHECK_SECONDS
-                self._check(consumer)
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(5)
+        if child.stdout is not None:
+            child.stdout.close()
 
-    def _take(self, polled: dict[TopicPartition, list[Any]]) -> None:
-        fresh: list[CachedList] = []
-        points: list[dict[str, Any]] = []
-        now = time.time()
-        for tp, records in polled.items():
-            if tp.topic == self._topics.recommendations:
-                for record in records:
-                    entry = CachedList.parse(record.value) if record.value else None
-                    if entry is not None and self.cache.offer(entry):
-                        fresh.append(entry)
-                        if self._ready.is_set():
-                            self._on_delivery(max(0.0, now - entry.generated_at))
-            else:
-                for record in records:
-                    try:
-                        snapshot = orjson.loads(record.value)
-                    except (orjson.JSONDecodeError, TypeError):
-                        continue
+    def _spawn(self) -> None:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "stream_rec.api.feed_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert child.stdin is not None
+        assert child.stdout is not None
+        assert self._loop is not None
+        child.stdin.write(self._job)  # secrets travel by pipe, never argv or environment
+        child.stdin.close()
+        os.set_blocking(child.stdout.fileno(), False)
+        self._child = child
+        self._buffer.clear()
+        self._loop.add_reader(child.stdout.fileno(), self._readable)
+        log.info("topic reader started (pid %d)", child.pid)
+
+    def _unwatch(self, child: subprocess.Popen[bytes]) -> None:
+        if self._loop is not None and child.stdout is not None and not child.stdout.closed:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(child.stdout.fileno())
+
+    def _readable(self) -> None:
+        child = self._child
+        if child is None or child.stdout is None:
+            return
+        try:
+            chunk = os.read(child.stdout.fileno(), _READ_BYTES)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self._child_exited(child)
+            return
+        self._buffer += chunk
+        self._take_frames()
+
+    def _take_frames(self) -> None:
+        buffer, at, frames = self._buffer, 0, 0
+        while len(buffer) - at >= 5 and frames < _FRAMES_PER_TURN:
+            (size,) = struct.unpack_from(">I", buffer, at + 1)
+            if len(buffer) - at - 5 < size:
+                break
+            kind, payload = bytes(buffer[at : at + 1]), bytes(buffer[at + 5 : at + 5 + size])
+            at += 5 + size
+            frames += 1
+            self._take(kind, payload)
+        del buffer[:at]
+        if len(buffer) >= 5 and self._loop is not None and frames == _FRAMES_PER_TURN:
+            self._loop.call_soon(self._take_frames)  # more complete frames: next turn
+
+    def _take(self, kind: bytes, payload: bytes) -> None:
+        if kind == LISTS:
+            now = time.time()
+            fresh = []
+            for value in unpack(payload):
+                entry = CachedList.parse(value)
+                if entry is not None and self.cache.offer(entry):
+                    fresh.append(entry)
+                    if self.ready:
+                        self._on_delivery(max(0.0, now - entry.generated_at))
+            if fresh:
+                self._on_lists(fresh)
+        elif kind == METRICS:
+            for value in unpack(payload):
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    snapshot = orjson.loads(value)
                     point = self.panel.offer(snapshot) if isinstance(snapshot, dict) else None
                     if point is not None:
-                        points.append(point)
-        for loop, on_lists, on_point in self._listeners:
-            if fresh:
-                _call_soon(loop, on_lists, fresh)
-            for point in points:
-                _call_soon(loop, on_point, point)
+                        self._on_point(point)
+        elif kind == STATUS:
+            status = orjson.loads(payload)
+            self.broker_checked_at, self.lag = status["checked_at"], status["lag"]
+            if self._checked is not None:
+                self._checked.set()
+            if status["ready"] and not self.ready:
+                self.ready = True
+                log.info("lists cache ready: %d lists read from the topic", len(self.cache))
+                self._on_ready()
 
-    def _check(self, consumer: KafkaConsumer) -> None:
-        try:
-            ends = consumer.end_offsets(self._lists_partitions, timeout_ms=1_000)
-        except KafkaError as exc:
-            log.debug("reading end offsets: %s", exc)
+    def _child_exited(self, child: subprocess.Popen[bytes]) -> None:
+        self._unwatch(child)
+        code = child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+        self._child = None
+        self.ready = False  # until a new reader has caught up, lists come from Redis
+        if self._stopping or self._loop is None:
             return
-        self.broker_checked_at = time.time()
-        positions = {tp: consumer.position(tp) for tp in self._lists_partitions}
-        self.lag = sum(max(0, int(ends[tp]) - positions[tp]) for tp in self._lists_partitions)
-        if not self._ready.is_set() and all(
-            positions[tp] >= end for tp, end in self._start_ends.items()
-        ):
-            self._ready.set()
-            log.info("lists cache ready: %d lists read from the topic", len(self.cache))
-            self._on_ready()
+        log.warning(
+            "the topic reader exited (code %s); starting another in %.0f s",
+            code,
+            _RESTART_SECONDS,
+        )
+        self._loop.call_later(_RESTART_SECONDS, self._restart)
 
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[Any], None], arg: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: the server is stopping
-        loop.call_soon_threadsafe(fn, arg)
+    def _restart(self) -> None:
+        if not self._stopping:
+            self._spawn()

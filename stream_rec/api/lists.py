@@ -71,8 +71,8 @@ class ListCache:
     evicted first), each valid for ``ttl_seconds`` after it was generated (0: forever, as
     the lists in Redis).
 
-    Thread-safe: the feed thread and the event loop both offer; reads take no lock (a dict
-    lookup is atomic in CPython).
+    Offers come from the event loop (the feed, and lists read from Redis); a lock keeps
+    them safe from any other thread; reads take none (a dict lookup is atomic in CPython).
     """
 
     def __init__(self, max_lists: int, ttl_seconds: float = 0.0) -> None:

@@ -1,7 +1,7 @@
 """What the live page is pushed: each user's new lists, and the worker's metric figures.
 
-:class:`LiveHub` lives on the event loop: the feed thread hands it new lists and panel
-points through ``loop.call_soon_threadsafe``; each server-sent-event stream waits on a
+:class:`LiveHub` lives on the event loop: the feed (:mod:`stream_rec.api.feed`) hands it
+new lists and panel points there; each server-sent-event stream waits on a
 :class:`Subscription`. A slow page never holds anything up: a list subscription keeps only
 the newest list (older ones are superseded anyway), a metrics one the last 64 points.
 
@@ -109,7 +109,7 @@ class LiveHub:
 class PanelHistory:
     """Panel points from metric snapshots, over the last :data:`HISTORY_SECONDS`.
 
-    Thread-safe for one writer (the feed thread) and readers that copy :meth:`points`.
+    Written by the feed on the event loop; :meth:`points` returns a copy.
     With several workers, a point combines each worker's latest snapshot: events/s
     summed, freshness the worst, hit rate the mean.
     """

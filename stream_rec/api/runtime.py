@@ -69,14 +69,14 @@ class ApiRuntime:
     async def start(self) -> None:
         """Connect (in a worker thread, so the loop stays free) and start the feed."""
         await asyncio.to_thread(self._connect)
-        loop = asyncio.get_running_loop()
-        self.feed.listen(loop, self.hub.publish_lists, self.hub.publish_point)
-        await asyncio.to_thread(self._retry, self.feed.start, (KafkaError,), "reading the topics")
+        self.feed.listen(self.hub.publish_lists, self.hub.publish_point)
+        await self.feed.start()
         freeze_heap()
 
     async def stop(self) -> None:
         self._stopping.set()
         self.hub.close()
+        self.feed.stop()
         await asyncio.to_thread(self._close)
 
     def _connect(self) -> None:
@@ -101,7 +101,6 @@ class ApiRuntime:
         self._producer = producer
 
     def _close(self) -> None:
-        self.feed.stop()
         if self._producer is not None:
             self._producer.close(timeout=5)
             self._producer = None

@@ -16,6 +16,7 @@ import time
 import uvicorn
 
 from stream_rec.api.app import create_app
+from stream_rec.api.runtime import ApiRuntime
 from stream_rec.config import Settings
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(settings: Settings) -> uvicorn.Server:
+def _server(settings: Settings, runtime: ApiRuntime | None = None) -> uvicorn.Server:
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, runtime),
         lifespan="on",
         access_log=False,
         log_level="warning",
@@ -73,9 +74,10 @@ class ApiServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.runtime = ApiRuntime(settings)
         self._sock = bind(settings.http.host, settings.http.port)
         self.url = address(self._sock).rstrip("/")
-        self._server = _server(settings)
+        self._server = _server(settings, self.runtime)
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 60.0) -> ApiServer:

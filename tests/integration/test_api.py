@@ -319,3 +319,21 @@ def _answers(url: str) -> bool:
         return call(url).status == 200
     except OSError:
         return False
+
+
+def test_a_killed_topic_reader_is_replaced_and_redis_serves_meanwhile(
+    api: str, api_settings: Settings
+) -> None:
+    with ApiServer(api_settings) as server:
+        feed = server.runtime.feed
+        wait_for(lambda: feed.ready, 30, "the second server's cache")
+        first = feed.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: not feed.ready, 10, "the server noticing its reader died")
+        answer = call(f"{server.url}/v1/recommendations/u5")
+        assert answer.status == 200 and answer.body["user_id"] == "u5"
+        metrics = call(f"{server.url}/metrics").body
+        assert _sample(metrics, 'stream_rec_http_list_reads_total{source="redis"}') >= 1
+        wait_for(lambda: feed.ready and feed.pid not in (None, first), 60, "a new reader")
+        assert call(f"{server.url}/v1/health").body["lists"]["ready"]

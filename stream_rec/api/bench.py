@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -37,6 +36,7 @@ from stream_rec.config import load_settings
 from stream_rec.evaluation.synthetic import SyntheticWorld
 from stream_rec.services import LocalKafka, LocalRedis, free_port
 from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer
+from stream_rec.stream.snapshot import histogram_quantile
 
 OFFERED_PER_S = 2_000
 CONNECTIONS = 16
@@ -74,7 +74,12 @@ def bench_http(quick: bool, log: Log | None = None) -> dict[str, Any]:
         _loadgen(url, ["--rate", str(OFFERED_PER_S), "--seconds", str(WARMUP_SECONDS)])
         load = os.getloadavg()[0]
         say(f"http: GET at {OFFERED_PER_S}/s for {get_seconds:.0f} s ...")
+        before = _buckets(_scrape(f"{url}/metrics"))
         fixed = _loadgen(url, ["--rate", str(OFFERED_PER_S), "--seconds", str(get_seconds)])
+        # The server's own view of the same requests: arrival to the end of the answer.
+        inside = _delta(before, _buckets(_scrape(f"{url}/metrics")))
+        fixed["server_p50_ms"] = _ms(histogram_quantile(0.5, inside))
+        fixed["server_p99_ms"] = _ms(histogram_quantile(0.99, inside))
         closed = ["--closed", "--seconds", str(min(get_seconds, 5.0))]
         saturation = _loadgen(url, closed)
         # ?k=10 takes the same list through Starlette's routing (the fast path takes only
@@ -202,6 +207,26 @@ def _loadgen(url: str, args: list[str]) -> dict[str, Any]:
 def _scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own http URL
         return str(response.read().decode())
+
+
+_BUCKET = re.compile(
+    r"^stream_rec_http_request_duration_seconds_bucket"
+    r'\{le="([^"]+)",route="recommendations"\} (\S+)$',
+    re.M,
+)
+
+
+def _buckets(metrics: str) -> dict[float, float]:
+    """The GET route's cumulative latency buckets (upper bound in seconds -> count)."""
+    return {float(le): float(count) for le, count in _BUCKET.findall(metrics)}
+
+
+def _delta(before: dict[float, float], after: dict[float, float]) -> list[tuple[float, float]]:
+    return [(le, after[le] - before.get(le, 0.0)) for le in sorted(after)]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(1000 * seconds, 3)
 
 
 def _cache_share(metrics: str) -> float | None:

@@ -10,6 +10,9 @@ Sections:
   items excluded per user) against the bare float32 matmul of the same shapes.
 - ``e2e`` and ``redis``: the whole pipeline on real Kafka and Redis, see
   :mod:`stream_rec.bench_e2e`.
+- ``http``: the API with a worker running (:mod:`stream_rec.api.bench`): GET p50/p99 and
+  requests/s at 2,000 offered requests/s from a separate process, saturation requests/s,
+  and the time from a POSTed click to the changed list reaching the page's stream.
 Each kernel and top-k figure is the best of a few repeats (the machines are shared and
 noisy).
 """
@@ -26,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from river import optim, reco
 
+from stream_rec.api.bench import bench_http
 from stream_rec.bench_e2e import Workload, run_e2e
 from stream_rec.evaluation.locate import dataset_path
 from stream_rec.evaluation.movielens import load_ratings
@@ -206,7 +210,13 @@ def run_bench(quick: bool, log: Callable[[str], None] | None = None) -> dict[str
         "quick": quick,
         "defaults": {"factors": ModelParams().factors, "negatives": ModelParams().negatives},
     }
-    for name, section in (("kernel", bench_kernel), ("topk", bench_topk), ("e2e", bench_e2e)):
+    sections: tuple[tuple[str, Callable[[bool, Callable[[str], None]], dict[str, Any]]], ...] = (
+        ("kernel", bench_kernel),
+        ("topk", bench_topk),
+        ("e2e", bench_e2e),
+        ("http", bench_http),
+    )
+    for name, section in sections:
         started = time.perf_counter()
         result[name] = section(quick, log or (lambda _: None))
         if log:

@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a trainer worker against the configured Kafka and Redis")
     run.set_defaults(handler=_cmd_run)
 
+    serve = sub.add_parser(
+        "serve", help="serve the HTTP API and the live page (lists, events, health, metrics)"
+    )
+    serve.set_defaults(handler=_cmd_serve)
+
     demo = sub.add_parser(
         "demo", help="start local Kafka and Redis, a worker and a synthetic stream"
     )
@@ -64,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=["auto", "apache", "tansu"],
         default="auto",
         help="auto: Apache Kafka where Java and Maven exist, else Tansu",
+    )
+    demo.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also serve the API and the live page on 127.0.0.1:PORT (0: a free port)",
     )
     demo.set_defaults(handler=_cmd_demo)
 
@@ -174,6 +186,30 @@ def _cmd_run(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(_args: argparse.Namespace) -> int:
+    from stream_rec.api.server import serve
+    from stream_rec.stream.retry import Stopped
+
+    settings = load_settings()
+    _configure_logging(settings)
+
+    def stopping(signum: int, _frame: object) -> None:
+        log.info("signal %d: the API server has stopped", signum)
+
+    # uvicorn handles SIGINT/SIGTERM while it serves and raises them again once stopped:
+    # these handlers make that a clean exit (0) rather than death by signal.
+    signal.signal(signal.SIGTERM, stopping)
+    signal.signal(signal.SIGINT, stopping)
+    try:
+        serve(settings)
+    except Stopped as exc:
+        log.info("stopped while waiting for a service (%s)", exc)
+    except OSError as exc:
+        print(f"stream-rec serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stream_rec.demo import DemoOptions, run_demo
     from stream_rec.services import ServiceError
@@ -187,6 +223,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         items=args.items,
         show=args.show,
         broker=args.broker,
+        http_port=args.http_port,
     )
     try:
         return run_demo(options, out=lambda line: print(line, flush=True))

@@ -173,6 +173,24 @@ class MetricsSettings(_Group):
     """How often a JSON snapshot of the metrics goes to the metrics topic (0: never)."""
 
 
+class HttpSettings(_Group):
+    """The HTTP API and the live page of `stream-rec serve` (``STREAM_REC_HTTP__*``)."""
+
+    host: str = "127.0.0.1"
+    """Bind address; 0.0.0.0 exposes the API beyond this machine (set a token then)."""
+    port: int = Field(8080, ge=0, le=65_535)
+    """TCP port of the API and the page (0: any free port)."""
+    token: SecretStr | None = Field(None, min_length=16)
+    """When set, POST requests must carry `Authorization: Bearer <token>` (a secret: masked
+    in output, never logged; at least 16 characters)."""
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    """Larger request bodies are refused with 413 before they are read."""
+    max_cached_lists: int = Field(250_000, ge=0)
+    """Latest lists kept in the server's memory, fed by the recommendations topic (the least
+    recently updated go first; about 0.8 KB a 10-item list); other users' lists are read
+    from Redis."""
+
+
 class Settings(BaseSettings):
     """All of stream-rec's settings; read from ``STREAM_REC_*`` environment variables."""
 
@@ -187,6 +205,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     worker: WorkerSettings = WorkerSettings()
     metrics: MetricsSettings = MetricsSettings()
+    http: HttpSettings = HttpSettings()
     model: ModelParams = ModelParams()
 
 
@@ -255,7 +274,7 @@ _KNOWN_EXTRA = frozenset(
 def _printable(error: Mapping[str, Any]) -> bool:
     """Whether an error's input may be echoed: scalars only, never secrets."""
     loc = error.get("loc", ())
-    secret = any("password" in str(part) for part in loc)
+    secret = any(word in str(part) for part in loc for word in ("password", "token"))
     return not secret and isinstance(error.get("input"), str | int | float)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,8 @@ class DemoOptions:
     broker: Literal["auto", "apache", "tansu"] = "auto"
     report_every: float = 3.0
     seed: int = 7
+    http_port: int | None = None
+    """Also serve the API and the live page on 127.0.0.1 at this port (0: a free one)."""
 
 
 class _EventWriter(threading.Thread):
@@ -94,6 +97,8 @@ def run_demo(options: DemoOptions, out: Print = print) -> int:
     try:
         with ExitStack() as stack:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stream-rec-")))
+            if options.http_port is not None:  # the page's panel: a snapshot a second
+                os.environ["STREAM_REC_METRICS__SNAPSHOT_SECONDS"] = "1"
             settings, metrics_port = _start_services(out, stack, workdir, options.broker)
             worker_log = workdir / "worker.log"
             worker = _start_worker(worker_log, stack)
@@ -102,6 +107,10 @@ def run_demo(options: DemoOptions, out: Print = print) -> int:
             )
             if not _wait_ready(worker, metrics_port, stop, out):
                 _print_tail(worker_log, out)
+                return 1
+            if options.http_port is not None and not _start_api(
+                options.http_port, workdir / "api.log", stack, out
+            ):
                 return 1
             world = SyntheticWorld.create(options.users, options.items, seed=options.seed)
             store = RedisStore.from_settings(settings.redis)
@@ -226,6 +235,53 @@ def _start_worker(log_path: Path, stack: ExitStack) -> subprocess.Popen[bytes]:
 
     stack.callback(stop_worker)
     return worker
+
+
+def _start_api(port: int, log_path: Path, stack: ExitStack, out: Print) -> bool:
+    """`stream-rec serve` as a child on 127.0.0.1:PORT, without a token; False if it
+    did not come up (its log is printed)."""
+    port = port or free_port()
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        pass  # nothing listens there: the server may take it
+    else:
+        out(f"port {port} is in use on 127.0.0.1: choose another --http-port (or 0)")
+        return False
+    env = {k: v for k, v in os.environ.items() if k != "STREAM_REC_HTTP__TOKEN"}
+    env |= {"STREAM_REC_HTTP__HOST": "127.0.0.1", "STREAM_REC_HTTP__PORT": str(port)}
+    with log_path.open("ab") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "stream_rec", "serve"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def stop_server() -> None:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(5)
+
+    stack.callback(stop_server)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=2):
+                if server.poll() is not None:
+                    break
+                out(f"  live page at http://127.0.0.1:{port}/ (API server pid {server.pid})")
+                return True
+        except OSError:
+            time.sleep(0.2)
+    out(f"the API server did not come up; its log: {log_path}")
+    _print_tail(log_path, out)
+    return False
 
 
 def _wait_ready(

@@ -9,6 +9,7 @@ types and oversize payloads are all rejected.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar
 
@@ -123,10 +124,12 @@ _REASON_OF_ERROR = {
 
 @dataclass(frozen=True)
 class Rejection:
-    """Why a message was refused: a reason code and a human-readable detail."""
+    """Why a message was refused: a reason code, a human-readable detail, and the field
+    at fault (dotted, as ``context.device``; None where no field is, as for bad JSON)."""
 
     reason: str
     detail: str
+    field: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def decode_event(raw: bytes | None, max_bytes: int) -> Interaction | Rejection:
@@ -172,6 +175,8 @@ def rejection_of(exc: ValidationError) -> Rejection:
         reason = "wrong_type" if kind.endswith("_type") else "invalid"
     # The first element of a location is the union tag ("rating"); the rest is the field.
     loc = [str(part) for part in error["loc"]]
-    field = ".".join(loc[1:] if len(loc) > 1 else loc)
-    detail = f"{field}: {error['msg']}" if field else str(error["msg"])
-    return Rejection(reason, detail[:500])
+    name = ".".join(loc[1:] if len(loc) > 1 else loc)
+    detail = f"{name}: {error['msg']}" if name else str(error["msg"])
+    if not name and kind.startswith("union_tag"):
+        name = "type"  # the discriminator itself is missing or unknown
+    return Rejection(reason, detail[:500], name[:200] or None)

@@ -24,6 +24,7 @@ def test_importing_everything_opens_no_socket() -> None:
         "def refuse(*a, **k): raise AssertionError('connected at import time')\n"
         "socket.socket.connect = refuse\n"
         "import stream_rec.cli, stream_rec.stream.worker, stream_rec.demo, stream_rec.services\n"
+        "import stream_rec.api.app, stream_rec.api.server\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -79,6 +79,23 @@ def test_bad_events_are_rejected_with_reason_and_field(raw: bytes, reason: str, 
     assert isinstance(result, Rejection), result
     assert result.reason == reason, result
     assert field in result.detail
+    assert (result.field or "").startswith(field), result.field
+
+
+def test_a_rejection_names_the_field_at_fault() -> None:
+    """The API answers 422 naming this field; None where the body itself is bad."""
+    fields = [
+        decode_event(raw, LIMIT).field  # type: ignore[union-attr]
+        for raw in (
+            _raw(type="purchase"),
+            orjson.dumps({"event_id": "e", "user_id": "u", "item_id": "i", "ts": 1.0}),
+            _raw(type="click", context={"device": 1}),
+            _raw(type="rating", rating="5"),
+            b"{not json",
+            b"",
+        )
+    ]
+    assert fields == ["type", "type", "context.device", "rating", None, None]
 
 
 def test_oversize_is_rejected_before_parsing() -> None:

@@ -43,7 +43,7 @@ from stream_rec.stream.kafka_io import (
 from stream_rec.stream.ledger import partition_key
 from stream_rec.stream.processor import BatchProcessor, OutputTopics
 from stream_rec.stream.records import SourceRecord
-from stream_rec.stream.retry import with_backoff
+from stream_rec.stream.retry import Stopped, with_backoff
 from stream_rec.stream.snapshot import snapshot
 
 log = logging.getLogger(__name__)
@@ -146,16 +146,20 @@ class TrainerWorker:
             self._periodic(now)
             wait = _IDLE_POLL_SECONDS if not self._pending else max(0.0, deadline - now)
             polling = time.monotonic()
-            # A broker restarting can fail the coordinator lookup inside poll: wait it out.
-            polled = self._retry(
-                partial(
-                    consumer.poll,
-                    timeout_ms=int(wait * 1000),
-                    max_records=max(1, worker.batch_max_events - len(self._pending)),
-                ),
-                (KafkaConnectionError, KafkaTimeoutError, BrokerNotAvailableError),
-                "polling the brokers",
-            )
+            # A broker restarting can fail the coordinator lookup inside poll: wait it out
+            # (and if told to stop meanwhile, still process and commit what is in hand).
+            try:
+                polled = self._retry(
+                    partial(
+                        consumer.poll,
+                        timeout_ms=int(wait * 1000),
+                        max_records=max(1, worker.batch_max_events - len(self._pending)),
+                    ),
+                    (KafkaConnectionError, KafkaTimeoutError, BrokerNotAvailableError),
+                    "polling the brokers",
+                )
+            except Stopped:
+                break
             self.metrics.stage_seconds["poll"].inc(time.monotonic() - polling)
             if not polled and not self._pending:
                 self._commit()  # idle: nothing is gained by waiting

@@ -45,6 +45,19 @@ def test_the_worker_runs_the_tested_entry_point() -> None:
     assert {"STREAM_REC_KAFKA__BOOTSTRAP_SERVERS", "STREAM_REC_REDIS__URL"} <= set(env)
 
 
+def test_the_api_runs_the_tested_entry_point_on_a_local_port_with_a_token() -> None:
+    api = _compose()["services"]["api"]
+    assert api["command"] == ["python", "consumers/api.py"]
+    assert 'main(["serve"])' in (ROOT / "consumers" / "api.py").read_text()
+    env = api["environment"]
+    # All interfaces inside the container network; published on 127.0.0.1 only (below).
+    assert env["STREAM_REC_HTTP__HOST"] == "0.0.0.0"  # noqa: S104
+    assert env["STREAM_REC_HTTP__TOKEN"].startswith("${API_TOKEN")
+    assert api["ports"] == ["127.0.0.1:8080:8080"]
+    scrape = yaml.safe_load((ROOT / "ops" / "prometheus.yml").read_text())["scrape_configs"]
+    assert any(job["job_name"] == "stream-rec-api" for job in scrape)
+
+
 def test_redis_is_durable_and_never_evicts() -> None:
     command = " ".join(_compose()["services"]["redis"]["command"])
     assert "--appendonly yes" in command

@@ -8,7 +8,7 @@ Sections:
   ``apply_events_per_s`` times :meth:`HybridModel.apply` with the id mapping.
 - ``topk``: users/s of the top-k for 1000 users over 10k and 100k items (k = 64, 20 seen
   items excluded per user) against the bare float32 matmul of the same shapes.
-- ``e2e`` and ``redis``: the whole pipeline on real Kafka and Redis, see
+- ``e2e``, ``redis`` and ``quality``: the whole pipeline on real Kafka and Redis, see
   :mod:`stream_rec.bench_e2e`.
 - ``http``: the API with a worker running (:mod:`stream_rec.api.bench`): GET p50/p99 and
   requests/s at 2,000 offered requests/s from a separate process, saturation requests/s,
@@ -222,6 +222,7 @@ def run_bench(quick: bool, log: Callable[[str], None] | None = None) -> dict[str
         if log:
             log(f"{name}: {time.perf_counter() - started:.1f} s")
     result["redis"] = result["e2e"].pop("redis")
+    result["quality"] = result["e2e"].pop("quality")
     return result
 
 

@@ -9,7 +9,8 @@ for every touched user. Measured:
 - freshness at a fixed offered load: events produced at ``offered_rate`` events/s with
   ``ts`` = the send time, against the Kafka timestamp of the list published after them;
 - Redis memory per user and per item after the replay, against the raw float32 vector;
-- where the worker's time went (its ``stream_rec_stage_seconds_total`` by stage).
+- where the worker's time went (its ``stream_rec_stage_seconds_total`` by stage);
+- the online hit@10 at the end of the replay (``quality``: prequential recall@10).
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
         out("  e2e: one worker consumes them ...")
         clock = _wait_applied(store, worker, w.events, timeout=600.0)
         memory = redis_memory(store, settings, w)
+        hit_rate = _gauge(metrics_port, "stream_rec_online_hit_ratio")
         out(f"  e2e: freshness at {w.offered_rate:,.0f} events/s for {w.freshness_seconds:.0f} s")
         freshness = _freshness(settings, store, worker, w, w.events)
         stages = _stages(metrics_port)
@@ -181,6 +183,13 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
         },
         "freshness_at_10k_per_s": freshness,
         "redis": memory,
+        "quality": {
+            "recall@10_workers_1": None if hit_rate is None else round(hit_rate, 4),
+            "recall@10_workers_2": None,
+            "measure": "online hit@10 (prequential recall@10): the share of the last 5,000 "
+            "positives whose item was in the list last published to the user, from "
+            "stream_rec_online_hit_ratio after the replay",
+        },
     }
 
 
@@ -349,15 +358,26 @@ def _read_from(consumer: KafkaConsumer, starts: dict[TopicPartition, int]) -> It
                 remaining.discard(partition)
 
 
+def _metrics_text(metrics_port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+        return str(r.read().decode())
+
+
+def _gauge(metrics_port: int, name: str) -> float | None:
+    """An unlabelled gauge of the worker's /metrics (None if absent)."""
+    for line in _metrics_text(metrics_port).splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 _STAGE = re.compile(r'^stream_rec_stage_seconds_total\{stage="([a-z_]+)"\} ([0-9.e+-]+)$')
 
 
 def _stages(metrics_port: int) -> dict[str, float]:
     """The worker's seconds by stage, from its /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
     stages = {}
-    for line in text.splitlines():
+    for line in _metrics_text(metrics_port).splitlines():
         match = _STAGE.match(line)
         if match:
             stages[match.group(1)] = round(float(match.group(2)), 2)

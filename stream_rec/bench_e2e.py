@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,7 @@ from kafka import KafkaConsumer, TopicPartition
 from stream_rec.config import Settings, WorkerSettings, load_settings
 from stream_rec.evaluation.synthetic import EVENT_MIX
 from stream_rec.services import LocalKafka, LocalRedis, free_port
+from stream_rec.services.process import ChildProcess
 from stream_rec.store import RedisStore
 from stream_rec.store.keys import KeySpace
 from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer
@@ -158,7 +157,9 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
         store = RedisStore.from_settings(settings.redis)
         store.start()
         stack.callback(store.close)
-        worker = _start_worker(env, workdir / "worker.log", stack)
+        worker = ChildProcess("worker", workdir)
+        worker.spawn([sys.executable, "-m", "stream_rec", "run"], env)
+        stack.callback(worker.kill)  # on the way out after a failure
         out("  e2e: one worker consumes them ...")
         clock = _wait_applied(store, worker, w.events, timeout=600.0)
         memory = redis_memory(store, settings, w)
@@ -166,7 +167,7 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
         out(f"  e2e: freshness at {w.offered_rate:,.0f} events/s for {w.freshness_seconds:.0f} s")
         freshness = _freshness(settings, store, worker, w, w.events)
         stages = _stages(metrics_port)
-        _stop(worker)
+        worker.stop(timeout=30.0)
     rate = (w.events - clock.first_applied) / max(clock.done - clock.first, 1e-9)
     return {
         "workload": asdict(w),
@@ -219,25 +220,6 @@ def _prefill(settings: Settings, w: Workload) -> float:
     return w.events / (time.perf_counter() - started)
 
 
-def _start_worker(env: dict[str, str], log_path: Path, stack: ExitStack) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log_file:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "stream_rec", "run"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-
-    def kill() -> None:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
-
-    stack.callback(kill)
-    return worker
-
-
 @dataclass(frozen=True)
 class _Clock:
     first: float
@@ -249,15 +231,12 @@ def _applied(store: RedisStore) -> int:
     return sum(store.offsets().values())
 
 
-def _wait_applied(
-    store: RedisStore, worker: subprocess.Popen[bytes], total: int, timeout: float
-) -> _Clock:
+def _wait_applied(store: RedisStore, worker: ChildProcess, total: int, timeout: float) -> _Clock:
     """Poll the stored offsets (every 10 ms) until they cover ``total`` events."""
     deadline = time.monotonic() + timeout
     first, first_applied = 0.0, 0
     while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(f"the bench's worker exited with code {worker.returncode}")
+        worker.check_alive()
         applied = _applied(store)
         now = time.perf_counter()
         if applied and not first:
@@ -301,7 +280,7 @@ def _text(value: bytes | str) -> str:
 def _freshness(
     settings: Settings,
     store: RedisStore,
-    worker: subprocess.Popen[bytes],
+    worker: ChildProcess,
     w: Workload,
     applied_before: int,
 ) -> dict[str, Any]:
@@ -382,11 +361,3 @@ def _stages(metrics_port: int) -> dict[str, float]:
         if match:
             stages[match.group(1)] = round(float(match.group(2)), 2)
     return stages
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        worker.kill()

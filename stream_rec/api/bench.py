@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from stream_rec.api.loadgen import click_to_page, percentile
 from stream_rec.config import load_settings
 from stream_rec.evaluation.synthetic import SyntheticWorld
 from stream_rec.services import LocalKafka, LocalRedis, free_port
+from stream_rec.services.process import ChildProcess
 from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer
 from stream_rec.stream.snapshot import histogram_quantile
 
@@ -156,21 +156,10 @@ def _services(stack: ExitStack, workdir: Path) -> tuple[dict[str, str], str, str
 
 
 def _child(stack: ExitStack, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-    with log_path.open("ab") as log_file:
-        child = subprocess.Popen(
-            argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-        )
-
-    def stop() -> None:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(5)
-
-    stack.callback(stop)
+    """Start ``argv`` logging to ``log_path``; at the stack's end SIGTERM, then SIGKILL."""
+    child = ChildProcess(log_path.stem, log_path.parent)
+    child.spawn(argv, env)
+    stack.callback(child.stop, 30.0)
 
 
 def _wait_http(url: str, timeout: float, what: str) -> None:
@@ -188,6 +177,7 @@ def _wait_lists(url: str, users: int, timeout: float) -> None:
     """Until the server holds a list for each user (a profile gives one at once)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # S310 below: our own http URL, never a file: or user-given one.
         with urllib.request.urlopen(f"{url}/v1/health", timeout=5) as response:  # noqa: S310
             health = json.loads(response.read())
         if health["lists"]["ready"] and health["lists"]["cached"] >= users:

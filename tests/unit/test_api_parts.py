@@ -36,7 +36,7 @@ def test_the_cache_keeps_the_newest_version_and_evicts_the_least_recently_update
     assert cache.offer(_entry("a", 3))
     assert cache.offer(_entry("c", 1))  # evicts b, updated longest ago
     assert cache.get("b") is None
-    assert [cache.get(u).version for u in ("a", "c")] == [3, 1]  # type: ignore[union-attr]
+    assert [cache.get(u).version for u in ("a", "c")] == [3, 1]  # type: ignore[union-attr]  # both are cached
     assert cache.recent_users(5) == ["c", "a"]
 
 

@@ -11,26 +11,11 @@ from prometheus_client import CollectorRegistry
 from stream_rec.evaluation.synthetic import SyntheticWorld
 from stream_rec.events import RecommendationMessage
 from stream_rec.metrics import WorkerMetrics
-from stream_rec.model import KIND_NAMES, HybridModel, InteractionBatch, ModelParams
+from stream_rec.model import HybridModel, InteractionBatch, ModelParams
 from stream_rec.store import MemoryStore
 from stream_rec.stream.processor import BatchProcessor, OutputTopics
 from stream_rec.stream.records import MemorySink, Record
-
-
-def _batch(events: list[dict[str, object]]) -> InteractionBatch:
-    values = [
-        float(e.get("rating", e.get("watch_seconds", 0.0)))  # type: ignore[arg-type]
-        for e in events
-    ]
-    return InteractionBatch.from_columns(
-        [str(e["user_id"]) for e in events],
-        [str(e["item_id"]) for e in events],
-        [int(KIND_NAMES[str(e["type"])]) for e in events],
-        values,
-        [float(e.get("duration_seconds", np.nan)) for e in events],  # type: ignore[arg-type]
-        [float(e["ts"]) for e in events],  # type: ignore[arg-type]
-        [e.get("context") for e in events],  # type: ignore[misc]
-    )
+from tests.unit.support import batch_of_events
 
 
 def test_context_values_join_the_users_features_only_for_their_event() -> None:
@@ -89,7 +74,7 @@ def _take_rates(world: SyntheticWorld, params: ModelParams) -> dict[str, float]:
     model = HybridModel(params)
     events = list(world.events(30_000))
     for first in range(0, len(events), 1_000):
-        model.apply(_batch(events[first : first + 1_000]))
+        model.apply(batch_of_events(events[first : first + 1_000]))
     users = list(range(200))
     rows = np.array([model.users.row_of(world.user_id(u)) for u in users], np.int64)
     item_rows = np.array([model.items.row_of(world.item_id(i)) for i in range(world.n_items)])

@@ -11,11 +11,12 @@ from prometheus_client import CollectorRegistry
 from stream_rec.evaluation.synthetic import SyntheticWorld
 from stream_rec.events import RecommendationMessage
 from stream_rec.metrics import WorkerMetrics
-from stream_rec.model import KIND_NAMES, HybridModel, InteractionBatch, ModelParams
+from stream_rec.model import HybridModel, ModelParams
 from stream_rec.store import MemoryStore
 from stream_rec.stream.processor import REASON_HEADER, BatchProcessor, OutputTopics
 from stream_rec.stream.profiles import feature_tokens
 from stream_rec.stream.records import MemorySink, Record
+from tests.unit.support import batch_of_events
 
 TOPICS = OutputTopics("recs", "dead", "profiles")
 
@@ -159,15 +160,7 @@ def test_a_cold_user_gets_its_segments_popularity_until_its_features_are_learned
         if profile["type"] == "user_profile" and int(str(profile["user_id"])[1:]) < 300:
             model.set_user_features(str(profile["user_id"]), feature_tokens(profile["features"]))
     trained = [e for e in world.events(6_000) if int(str(e["user_id"])[1:]) < 300]
-    model.apply(
-        InteractionBatch.from_columns(
-            [str(e["user_id"]) for e in trained],
-            [str(e["item_id"]) for e in trained],
-            [int(KIND_NAMES[str(e["type"])]) for e in trained],
-            [float(e.get("rating", e.get("watch_seconds", 0.0))) for e in trained],  # type: ignore[arg-type]
-            [float(e.get("duration_seconds", np.nan)) for e in trained],  # type: ignore[arg-type]
-        )
-    )
+    model.apply(batch_of_events(trained))
     newcomers = list(range(300, 400))
     rows = np.array(
         [

@@ -382,7 +382,7 @@ def _scored_for(
 
     model = HybridModel(settings.model)
     snapshot = store.load(model.layout)
-    model.restore(snapshot.model, snapshot.seen)
+    model.restore(snapshot.model, snapshot.seen, snapshot.registry)
     return list_for_context(model, user_id, context, settings.worker.model_name)
 
 

@@ -142,6 +142,10 @@ class WorkerSettings(_Group):
     with every batch since, and at once when the stream is idle, on revocation and on
     exit. A crash replays the uncommitted batches, republishing the same lists with the
     same versions. 0 commits every batch."""
+    shared_refresh_seconds: float = Field(5.0, gt=0, le=3600)
+    """With several workers, items and feature embeddings are shared: each commit merges
+    this worker's changes onto the stored rows, and at most this often the worker takes
+    the stored rows of every shared row (other workers' steps) in place of its copy."""
     max_event_bytes: int = Field(65_536, ge=256)
     """Larger messages are rejected as oversize (to the dead-letter topic)."""
     retry_initial_seconds: float = Field(0.1, gt=0)

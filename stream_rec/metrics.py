@@ -72,6 +72,16 @@ class WorkerMetrics:
             "Commits refused because another worker had claimed a partition of them.",
             registry=registry,
         )
+        self.merged_commits = Counter(
+            p + "merged_commits",
+            "Commits whose shared rows were merged onto other workers' (they had written).",
+            registry=registry,
+        )
+        self.shared_refreshes = Counter(
+            p + "shared_refreshes",
+            "Times the worker took the stored shared rows (other workers' steps).",
+            registry=registry,
+        )
         self.profiles_read = Counter(
             p + "profiles_consumed", "Messages read from the profiles topic.", registry=registry
         )

@@ -5,7 +5,7 @@ pyproject.toml enforces it): the worker, the evaluation and the benchmarks share
 """
 
 from stream_rec.model.batch import CONSUMED_KINDS, KIND_NAMES, EventKind, InteractionBatch
-from stream_rec.model.hybrid import TABLES, AppliedBatch, HybridModel
+from stream_rec.model.hybrid import SHARED_TABLES, TABLES, AppliedBatch, HybridModel
 from stream_rec.model.params import ModelParams
 from stream_rec.model.tables import EntityTable, ModelDelta, SideColumn, TableRows
 from stream_rec.model.topk import SessionQuery, top_k
@@ -13,6 +13,7 @@ from stream_rec.model.topk import SessionQuery, top_k
 __all__ = [
     "CONSUMED_KINDS",
     "KIND_NAMES",
+    "SHARED_TABLES",
     "TABLES",
     "AppliedBatch",
     "EntityTable",

@@ -13,8 +13,9 @@ Not thread-safe: one caller applies batches and reads lists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 
 import numpy as np
@@ -38,6 +39,8 @@ from stream_rec.model.topk import SessionQuery, blended_scores, top_k
 
 _CONSUMED_CODES = np.array(sorted(int(k) for k in CONSUMED_KINDS), np.int8)
 TABLES = ("users", "items", "user_features", "item_features")
+SHARED_TABLES = ("items", "user_features", "item_features")
+"""Tables that every worker updates (a user has one writer: its events' partition's)."""
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,14 @@ class HybridModel:
             params.seed ^ 0x5EED,
             (
                 feats,
-                SideColumn("neighbours", np.int32, params.neighbours, -1),
-                SideColumn("neighbour_weights", np.float32, params.neighbours, 0.0),
+                SideColumn(
+                    "neighbours", np.int32, params.neighbours, -1, "neighbours", "neighbour_weights"
+                ),
+                SideColumn("neighbour_weights", np.float32, params.neighbours, 0.0, "weights"),
                 # From the item's metadata: watches of it are weighed by this length.
                 SideColumn("duration", np.float32, 1, 0.0),
             ),
+            shared=True,
         )
         self.user_features = EntityTable(
             k,
@@ -102,13 +108,24 @@ class HybridModel:
             params.seed ^ 0xF00D,
             (
                 # The segment of users with this feature: its recently taken items.
-                SideColumn("segment_items", np.int32, params.segment_items, -1),
-                SideColumn("segment_weights", np.float32, params.segment_items, 0.0),
+                SideColumn(
+                    "segment_items",
+                    np.int32,
+                    params.segment_items,
+                    -1,
+                    "neighbours",
+                    "segment_weights",
+                ),
+                SideColumn("segment_weights", np.float32, params.segment_items, 0.0, "weights"),
             ),
+            shared=True,
         )
-        self.item_features = EntityTable(k, k + 2, params.init_std, params.seed ^ 0xFEED)
+        self.item_features = EntityTable(
+            k, k + 2, params.init_std, params.seed ^ 0xFEED, shared=True
+        )
         self._seen: list[dict[int, None]] = []  # ordered sets: the oldest is forgotten first
         self._rating_stats = np.array([0.0, 0.0, 1.0])  # sum, count, rating scale
+        self._base_rating_stats = self._rating_stats.copy()  # as last synced with the store
         self._window = np.full(params.popularity_window, -1, np.int32)
         self._window_position = np.zeros(1, np.int64)
         self._window_counts = np.zeros(0, np.int32)
@@ -503,10 +520,74 @@ class HybridModel:
         users, items = np.arange(len(self.users)), np.arange(len(self.items))
         return self._delta(users, items, self.contexts.all_rows())
 
-    def restore(self, delta: ModelDelta, seen: Mapping[str, Iterable[str]]) -> None:
-        """Load a :meth:`snapshot` (row numbers kept) into this empty model."""
+    def use_registry(self, register: Callable[[str, Sequence[str], int], Sequence[str]]) -> None:
+        """Number new ids of every table by ``register(table, new_ids, known)`` (see
+        :data:`stream_rec.model.tables.Allocator`): several writers then agree on rows."""
         for name in TABLES:
-            getattr(self, name).restore(delta.tables.get(name, TableRows([], [], [])))
+            getattr(self, name).allocator = partial(register, name)
+
+    def merge_changes(
+        self,
+        delta: ModelDelta,
+        stored: Mapping[str, Sequence[bytes | None]],
+        stored_globals: Mapping[str, bytes],
+    ) -> ModelDelta:
+        """``delta`` (from :meth:`take_changes`) rebased on what the store holds now:
+        the shared tables' rows and the rating sums get this model's changes since its
+        last sync added to ``stored`` (records aligned with ``delta``'s ids, None where
+        nothing is stored); users, which have one writer, are written as they are."""
+        tables = dict(delta.tables)
+        for name in SHARED_TABLES:
+            rows = delta.tables.get(name)
+            if rows is None or not rows.ids:
+                continue
+            table: EntityTable = getattr(self, name)
+            index = np.array([table.row_of(i) for i in rows.ids], np.int64)
+            tables[name] = table.merge(stored[name], index)
+        globals_ = dict(delta.globals)
+        if "rating_stats" in stored_globals:
+            now = np.frombuffer(stored_globals["rating_stats"], "<f8").copy()
+            now[:2] += self._rating_stats[:2] - self._base_rating_stats[:2]
+            now[2] = self._rating_stats[2]
+            globals_["rating_stats"] = now.astype("<f8").tobytes()
+        return ModelDelta(tables, globals_)
+
+    def synced(self, written: ModelDelta) -> None:
+        """``written`` is in the store now: its shared rows (and rating sums) become this
+        model's values and the base of its next changes."""
+        for name in SHARED_TABLES:
+            rows = written.tables.get(name)
+            if rows is not None:
+                getattr(self, name).synced(rows)
+        if "rating_stats" in written.globals:
+            self._rating_stats[:] = np.frombuffer(written.globals["rating_stats"], "<f8")
+            self._base_rating_stats[:] = self._rating_stats
+
+    def refresh(self, shared: ModelDelta, registry: Mapping[str, Sequence[str]]) -> None:
+        """Take the store's current shared rows (what other writers made of them), when
+        this model has no change of its own since its last sync. ``registry``: each table's
+        ids in row order, from which the tables learn the rows other writers numbered."""
+        for name in TABLES:
+            table: EntityTable = getattr(self, name)
+            ids = registry.get(name, ())
+            table.extend(ids[len(table) :])
+        self._grow()
+        self.synced(shared)
+        self.contexts.restore()
+
+    def restore(
+        self,
+        delta: ModelDelta,
+        seen: Mapping[str, Iterable[str]],
+        registry: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """Load a :meth:`snapshot` into this empty model; row numbers are kept, and with
+        ``registry`` (each table's ids in row order) rows never committed start fresh."""
+        for name in TABLES:
+            getattr(self, name).restore(
+                delta.tables.get(name, TableRows([], [], [])),
+                None if registry is None else registry.get(name, []),
+            )
         self._grow()
         for table, attribute in (
             (self.users, "user_features_set"),
@@ -517,6 +598,7 @@ class HybridModel:
         self.contexts.restore()
         if "rating_stats" in delta.globals:
             self._rating_stats[:] = np.frombuffer(delta.globals["rating_stats"], "<f8")
+            self._base_rating_stats[:] = self._rating_stats
         if "window" in delta.globals:
             window = np.frombuffer(delta.globals["window"], "<i4")
             if window.shape != self._window.shape:

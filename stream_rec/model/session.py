@@ -52,6 +52,65 @@ def covisit(
 
 
 @compiled
+def merge_neighbours(
+    stored: npt.NDArray[np.int32],
+    stored_weights: npt.NDArray[np.float32],
+    base: npt.NDArray[np.int32],
+    base_weights: npt.NDArray[np.float32],
+    current: npt.NDArray[np.int32],
+    current_weights: npt.NDArray[np.float32],
+    out: npt.NDArray[np.int32],
+    out_weights: npt.NDArray[np.float32],
+) -> None:
+    """Row by row, the stored neighbour lists plus one writer's change (current - base):
+    each neighbour's weight is stored + current - base (0 where a list lacks it); the
+    strongest positive ones fill ``out`` from slot 0 (ties: lower id first), -1/0 after.
+
+    All arrays (m, width). How two workers' co-visitation counts combine: both counted
+    steps survive, and an eviction by one writer only takes away what it had seen.
+    """
+    m, width = current.shape
+    ids = np.empty(3 * width, np.int64)
+    weights = np.empty(3 * width, np.float64)
+    for r in range(m):
+        n = 0
+        for s in range(width):
+            if stored[r, s] >= 0:
+                ids[n] = stored[r, s]
+                weights[n] = stored_weights[r, s]
+                n += 1
+            if base[r, s] >= 0:
+                ids[n] = base[r, s]
+                weights[n] = -base_weights[r, s]
+                n += 1
+            if current[r, s] >= 0:
+                ids[n] = current[r, s]
+                weights[n] = current_weights[r, s]
+                n += 1
+        order = np.argsort(ids[:n], kind="mergesort")
+        unique = np.empty(n, np.int64)
+        sums = np.zeros(n, np.float64)
+        u = -1
+        for o in order:
+            if u < 0 or unique[u] != ids[o]:
+                u += 1
+                unique[u] = ids[o]
+            sums[u] += weights[o]
+        count = u + 1
+        ranked = np.argsort(-sums[:count], kind="mergesort")  # stable: lower id first
+        filled = 0
+        for o in ranked:
+            if filled == width or sums[o] <= 0.0:
+                break
+            out[r, filled] = unique[o]
+            out_weights[r, filled] = sums[o]
+            filled += 1
+        for s in range(filled, width):
+            out[r, s] = -1
+            out_weights[r, s] = 0.0
+
+
+@compiled
 def push_recent(recent: npt.NDArray[np.int32], user: int, item: int) -> None:
     """Put ``item`` first in the user's recent positives (moving it if already there)."""
     length = recent.shape[1]

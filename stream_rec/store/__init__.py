@@ -2,6 +2,8 @@
 
 from stream_rec.store.base import (
     Checkpoint,
+    CommitOutcome,
+    SharedState,
     StateSnapshot,
     StateStore,
     StoreFenced,
@@ -15,9 +17,11 @@ from stream_rec.store.redis_store import RedisStore
 
 __all__ = [
     "Checkpoint",
+    "CommitOutcome",
     "KeySpace",
     "MemoryStore",
     "RedisStore",
+    "SharedState",
     "StateSnapshot",
     "StateStore",
     "StoreFenced",

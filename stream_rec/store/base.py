@@ -5,13 +5,20 @@ items, lists, versions, the event ids of the de-duplication windows and the part
 next offsets - as one atomic step, so a reader (or a restarted worker) sees every batch
 entirely or not at all. A commit is also fenced: it only lands if every partition in it
 still has the epoch its writer claimed, so a worker that lost a partition (a "zombie")
-cannot overwrite the state of the partition's new owner. Every write is idempotent
-(values, not increments), so a commit retried after a lost reply changes nothing more.
+cannot overwrite the state of the partition's new owner.
+
+Several workers share the items and feature tokens (each user has one writer: the worker
+of its partition). Rows are numbered by one registry (:meth:`StateStore.register`), and a
+commit counts a generation: a writer whose last sync is still the store's generation
+writes its rows as they are; otherwise its shared rows are merged onto what the store
+holds (its changes since its sync added, inside the same atomic step). A commit whose
+partitions' stored offsets already reach its own was applied (its reply was lost): it is
+not applied again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +41,12 @@ class StoreFenced(Exception):
         self.partitions = list(partitions)
 
 
+StoredRows = Mapping[str, Sequence[bytes | None]]
+Rebase = Callable[[ModelDelta, StoredRows, Mapping[str, bytes]], ModelDelta]
+"""(the checkpoint's model delta, the stored records of its shared rows by table aligned
+with its ids (None: not stored), the stored globals) -> the delta to write instead."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Everything one batch changed, written atomically by :meth:`StateStore.commit`.
@@ -47,7 +60,10 @@ class Checkpoint:
     - ``offsets``: "topic:partition" -> the next offset to apply; ``epochs``: the epoch
       this writer claimed for each of those partitions;
     - ``dedup``: per partition, the (event id, offset) pairs added to its window, and
-      ``dedup_from``: per partition, the lowest offset the window still holds.
+      ``dedup_from``: per partition, the lowest offset the window still holds;
+    - ``generation``: the store generation the writer's shared rows were last in sync
+      with (None: not in sync); unless it is the store's generation, ``rebase`` turns the
+      delta into what is written (shared rows merged onto the stored ones).
     """
 
     model: ModelDelta
@@ -61,17 +77,45 @@ class Checkpoint:
     dedup_from: Mapping[str, int] = field(default_factory=dict)
     seen_cap: int = 1_000
     list_ttl_seconds: int = 0
+    generation: int | None = None
+    rebase: Rebase | None = None
+
+
+@dataclass(frozen=True)
+class CommitOutcome:
+    """What a commit did: the store's generation after it, and ``rebased`` - the delta
+    written if it was merged onto other writers' rows (None: written as given). ``replayed``:
+    an earlier attempt had been applied already (its reply lost); nothing was written."""
+
+    generation: int
+    rebased: ModelDelta | None = None
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
 class StateSnapshot:
-    """The whole persisted state, as a restarting worker loads it."""
+    """The whole persisted state, as a restarting worker loads it.
+
+    ``registry``: each table's ids in row order; ``generation``: the store's generation,
+    read before the rest (a commit during the load moves it on)."""
 
     model: ModelDelta
     seen: dict[str, list[str]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)
     dedup: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    registry: dict[str, list[str]] = field(default_factory=dict)
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """The shared rows (items, feature tokens) and globals as stored now, with the
+    registry and the generation (read first): what a worker refreshes its copy from."""
+
+    model: ModelDelta
+    registry: dict[str, list[str]]
+    generation: int
 
 
 @dataclass(frozen=True)
@@ -103,9 +147,19 @@ class StateStore(Protocol):
     def claim(self, partitions: Sequence[str]) -> dict[str, int]:
         """Take over "topic:partition"s: a new epoch for each (any older claim is fenced)."""
 
-    def commit(self, checkpoint: Checkpoint) -> None:
+    def commit(self, checkpoint: Checkpoint) -> CommitOutcome:
         """Write one batch's changes atomically; all or nothing. Raises
         :class:`StoreFenced` (writing nothing) if a partition's epoch moved on."""
+
+    def register(self, table: str, ids: Sequence[str], known: int) -> list[str]:
+        """Give the ids not yet registered in ``table`` the next rows; return the ids of
+        rows ``known`` onwards, in row order (they include every id given)."""
+
+    def generation(self) -> int:
+        """How many commits the store has taken (0 when empty)."""
+
+    def load_shared(self, layout: str) -> SharedState:
+        """The shared rows, globals and registry as stored now."""
 
     def offsets(self) -> dict[str, int]:
         """The next offset to apply per "topic:partition", as last committed."""

@@ -24,6 +24,20 @@ class KeySpace:
         """Hash: entity id -> record bytes of model table ``name`` (users, items, ...)."""
         return f"{self.prefix}:t:{name}"
 
+    def registry(self, name: str) -> str:
+        """List: the ids of table ``name`` in row order (row r holds element r)."""
+        return f"{self.prefix}:reg:{name}"
+
+    def registry_index(self, name: str) -> str:
+        """Hash: id -> row of table ``name`` (the registry's index)."""
+        return f"{self.prefix}:reg-index:{name}"
+
+    @property
+    def generation(self) -> str:
+        """String: how many commits the state has taken (a writer in sync with it may write
+        shared rows as they are)."""
+        return f"{self.prefix}:generation"
+
     @property
     def user_events(self) -> str:
         """Hash: user id -> events applied (the exactly-once checker's counters)."""

@@ -1,4 +1,10 @@
-"""The model state in Redis: one MULTI/EXEC per batch, rows as bytes records in hashes."""
+"""The model state in Redis: one MULTI/EXEC per commit, rows as bytes records in hashes.
+
+A commit WATCHes the generation and its partitions' epochs, reads what it must (the
+stored offsets; the stored shared rows when another writer committed since this one's
+sync), and writes everything in one MULTI/EXEC that also moves the generation on; if a
+watched key moved meanwhile, it starts over (unless an epoch moved: then it is fenced).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,11 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from stream_rec.config import RedisSettings
-from stream_rec.model import TABLES, ModelDelta, TableRows
+from stream_rec.model import SHARED_TABLES, TABLES, ModelDelta, TableRows
 from stream_rec.store.base import (
     Checkpoint,
+    CommitOutcome,
+    SharedState,
     StateSnapshot,
     StoreFenced,
     StoreStateMismatch,
@@ -23,8 +31,20 @@ from stream_rec.store.keys import KeySpace
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 _SCAN_COUNT = 2_000
+_COMMIT_ATTEMPTS = 20
+# KEYS: the registry list and its index hash; ARGV: known, then the ids to register.
+_REGISTER = """
+local known = tonumber(ARGV[1])
+for n = 2, #ARGV do
+  if redis.call('HEXISTS', KEYS[2], ARGV[n]) == 0 then
+    local length = redis.call('RPUSH', KEYS[1], ARGV[n])
+    redis.call('HSET', KEYS[2], ARGV[n], length - 1)
+  end
+end
+return redis.call('LRANGE', KEYS[1], known, -1)
+"""
 _GLOBAL = "g:"
 _COUNTED = {"users": "user_events", "items": "item_events"}
 _T = TypeVar("_T")
@@ -49,6 +69,7 @@ class RedisStore:
         self._socket_timeout = socket_timeout
         self.keys = KeySpace(key_prefix)
         self._client: redis.Redis | None = None
+        self._register: Any = None
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> RedisStore:
@@ -70,6 +91,7 @@ class RedisStore:
             socket_connect_timeout=self._socket_timeout,
             health_check_interval=30,
         )
+        self._register = self._client.register_script(_REGISTER)
         self.ping()
 
     def close(self) -> None:
@@ -83,8 +105,26 @@ class RedisStore:
     def load(self, layout: str) -> StateSnapshot:
         return self._call(lambda: self._load(layout))
 
-    def commit(self, checkpoint: Checkpoint) -> None:
-        self._call(lambda: self._commit(checkpoint))
+    def commit(self, checkpoint: Checkpoint) -> CommitOutcome:
+        return self._call(lambda: self._commit(checkpoint))
+
+    def register(self, table: str, ids: Sequence[str], known: int) -> list[str]:
+        keys = [self.keys.registry(table), self.keys.registry_index(table)]
+        tail = self._call(lambda: self._register(keys=keys, args=[known, *ids]))
+        return [_text(entity_id) for entity_id in tail]
+
+    def generation(self) -> int:
+        return int(self._call(lambda: self.client.get(self.keys.generation)) or 0)
+
+    def load_shared(self, layout: str) -> SharedState:
+        def read() -> SharedState:
+            generation = int(self.client.get(self.keys.generation) or 0)
+            meta = self._meta(layout)
+            tables = {name: self._load_table(name) for name in SHARED_TABLES}
+            globals_ = {k[len(_GLOBAL) :]: v for k, v in meta.items() if k.startswith(_GLOBAL)}
+            return SharedState(ModelDelta(tables, globals_), self._load_registry(), generation)
+
+        return self._call(read)
 
     def claim(self, partitions: Sequence[str]) -> dict[str, int]:
         def incr() -> dict[str, int]:
@@ -121,33 +161,64 @@ class RedisStore:
 
         return self._call(read)
 
-    def _commit(self, cp: Checkpoint) -> None:
+    def _commit(self, cp: Checkpoint) -> CommitOutcome:
         keys = self.keys
         partitions = sorted(cp.epochs)
         epoch_keys = [keys.epoch(p) for p in partitions]
+        offset_fields = sorted(cp.offsets)
         pipe: Any  # redis-py's Pipeline.watch is untyped
         with self.client.pipeline(transaction=True) as pipe:
-            if partitions:
-                # Optimistic fencing: EXEC fails if a watched epoch moves before it runs.
+            for _ in range(_COMMIT_ATTEMPTS):
                 try:
-                    pipe.watch(*epoch_keys)
-                    current = pipe.mget(epoch_keys)
-                except redis.WatchError as exc:  # redis-py's word for a failure while watching
-                    raise StoreUnavailable(f"Redis failed while watching: {exc}") from exc
-                _check_epochs(cp, partitions, current)
-                pipe.multi()
-            self._queue_writes(pipe, cp)
-            try:
-                pipe.execute()
-            except redis.WatchError as exc:
-                # A watched epoch changed - or the connection failed while watching: only
-                # the epochs themselves can tell a new claim from a broken connection.
-                _check_epochs(cp, partitions, self.client.mget(epoch_keys))
-                raise StoreUnavailable(f"the commit's connection failed: {exc}") from exc
+                    # Optimistic: EXEC fails if the generation or an epoch moves before it.
+                    pipe.watch(keys.generation, *epoch_keys)
+                    if partitions:
+                        _check_epochs(cp, partitions, pipe.mget(epoch_keys))
+                    if offset_fields and all(
+                        stored is not None and int(stored) >= cp.offsets[f]
+                        for f, stored in zip(
+                            offset_fields, pipe.hmget(keys.offsets, offset_fields), strict=True
+                        )
+                    ):
+                        pipe.reset()  # an earlier attempt landed; its reply was lost
+                        return CommitOutcome(self.generation(), replayed=True)
+                    generation = int(pipe.get(keys.generation) or 0)
+                    model, rebased = cp.model, None
+                    if cp.rebase is not None and cp.generation != generation:
+                        model = rebased = cp.rebase(model, *self._stored_shared(pipe, model))
+                    pipe.multi()
+                    self._queue_writes(pipe, cp, model)
+                    pipe.incr(keys.generation)
+                    return CommitOutcome(int(pipe.execute()[-1]), rebased)
+                except redis.WatchError:
+                    # Another commit came first - or the connection failed while watching
+                    # (redis-py says WatchError for both): a moved epoch means fenced.
+                    pipe.reset()
+                    if partitions:
+                        _check_epochs(cp, partitions, self.client.mget(epoch_keys))
+        raise StoreUnavailable(f"{_COMMIT_ATTEMPTS} attempts to commit met concurrent commits")
 
-    def _queue_writes(self, pipe: Any, cp: Checkpoint) -> None:
+    def _stored_shared(
+        self, pipe: Any, model: ModelDelta
+    ) -> tuple[dict[str, list[bytes | None]], dict[str, bytes]]:
+        """The stored records of the delta's shared rows (aligned with its ids), and the
+        stored globals, read while watching."""
+        stored: dict[str, list[bytes | None]] = {}
+        for name, rows in model.tables.items():
+            if name in SHARED_TABLES and rows.ids:
+                values = pipe.hmget(self.keys.table(name), rows.ids)
+                stored[name] = [None if v is None else _bytes(v) for v in values]
+        meta = pipe.hgetall(self.keys.meta)
+        globals_ = {
+            _text(k)[len(_GLOBAL) :]: _bytes(v)
+            for k, v in meta.items()
+            if _text(k).startswith(_GLOBAL)
+        }
+        return stored, globals_
+
+    def _queue_writes(self, pipe: Any, cp: Checkpoint, model: ModelDelta) -> None:
         keys = self.keys
-        for name, rows in cp.model.tables.items():
+        for name, rows in model.tables.items():
             if rows.ids:
                 pipe.hset(keys.table(name), mapping=_mapping(rows.ids, rows.records))
                 if name in _COUNTED:
@@ -165,7 +236,7 @@ class RedisStore:
                 keys.versions, mapping=_mapping(list(cp.versions), list(cp.versions.values()))
             )
         meta: dict[FieldT, EncodableT] = {"schema": SCHEMA_VERSION, "layout": cp.layout}
-        meta.update({_GLOBAL + name: value for name, value in cp.model.globals.items()})
+        meta.update({_GLOBAL + name: value for name, value in model.globals.items()})
         pipe.hset(keys.meta, mapping=meta)
         for partition, entries in cp.dedup.items():
             if entries:
@@ -177,7 +248,32 @@ class RedisStore:
 
     def _load(self, layout: str) -> StateSnapshot:
         client = self.client
-        meta = {_text(k): _bytes(v) for k, v in client.hgetall(self.keys.meta).items()}
+        generation = int(client.get(self.keys.generation) or 0)  # first: a commit moves it
+        meta = self._meta(layout)
+        tables = {name: self._load_table(name) for name in TABLES}
+        globals_ = {k[len(_GLOBAL) :]: v for k, v in meta.items() if k.startswith(_GLOBAL)}
+        offsets = _int_map(client.hgetall(self.keys.offsets))
+        return StateSnapshot(
+            model=ModelDelta(tables, globals_),
+            seen=self._load_seen(tables["users"].ids),
+            versions=_int_map(dict(self._scan_hash(self.keys.versions))),
+            offsets=offsets,
+            dedup={p: self._load_dedup(p) for p in offsets},
+            registry=self._load_registry(),  # last: it numbers every row read before it
+            generation=generation,
+        )
+
+    def _load_registry(self) -> dict[str, list[str]]:
+        pipe = self.client.pipeline(transaction=False)
+        for name in TABLES:
+            pipe.lrange(self.keys.registry(name), 0, -1)
+        return {
+            name: [_text(i) for i in ids] for name, ids in zip(TABLES, pipe.execute(), strict=True)
+        }
+
+    def _meta(self, layout: str) -> dict[str, bytes]:
+        """The meta hash, checked against this schema and ``layout``."""
+        meta = {_text(k): _bytes(v) for k, v in self.client.hgetall(self.keys.meta).items()}
         schema = meta.get("schema")
         if schema is not None and schema.decode() != SCHEMA_VERSION:
             raise StoreStateMismatch(
@@ -191,16 +287,7 @@ class RedisStore:
                 f"({stored.decode()}); this model is {layout}. A change of factors, features, "
                 "session length, neighbours or window needs a new key prefix"
             )
-        tables = {name: self._load_table(name) for name in TABLES}
-        globals_ = {k[len(_GLOBAL) :]: v for k, v in meta.items() if k.startswith(_GLOBAL)}
-        offsets = _int_map(client.hgetall(self.keys.offsets))
-        return StateSnapshot(
-            model=ModelDelta(tables, globals_),
-            seen=self._load_seen(tables["users"].ids),
-            versions=_int_map(dict(self._scan_hash(self.keys.versions))),
-            offsets=offsets,
-            dedup={p: self._load_dedup(p) for p in offsets},
-        )
+        return meta
 
     def _load_dedup(self, partition: str) -> list[tuple[str, int]]:
         pairs: Any = self.client.zrange(self.keys.dedup(partition), 0, -1, withscores=True)

@@ -39,7 +39,7 @@ from stream_rec.events import (
 )
 from stream_rec.metrics import WorkerMetrics
 from stream_rec.model import KIND_NAMES, AppliedBatch, HybridModel, InteractionBatch
-from stream_rec.store import Checkpoint, StateStore, StoreUnavailable
+from stream_rec.store import Checkpoint, CommitOutcome, StateStore, StoreUnavailable
 from stream_rec.stream.faults import crash_point
 from stream_rec.stream.ledger import PartitionLedger, partition_key
 from stream_rec.stream.lists import list_message
@@ -144,6 +144,8 @@ class BatchProcessor:
     ``dedup_window``: an event id seen among a partition's last that many offsets is
     skipped. A :class:`~stream_rec.store.StoreFenced` from the commit propagates: the
     model then holds steps the store does not, and the caller must :meth:`restore`.
+    ``shared_refresh_seconds``: while other workers write the shared rows too, how often
+    this one takes theirs (see :class:`~stream_rec.config.WorkerSettings`).
     """
 
     def __init__(
@@ -161,9 +163,11 @@ class BatchProcessor:
         retry_max: float = 5.0,
         dedup_window: int = 100_000,
         list_ttl_seconds: int = 0,
+        shared_refresh_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.model = model
+        model.use_registry(self._register)
         self._store = store
         self._sink = sink
         self._topics = topics
@@ -179,12 +183,24 @@ class BatchProcessor:
         self.quality = OnlineQuality()
         self._drifts_counted = 0
         self._contexts_dropped_counted = 0
+        self._generation: int | None = None
+        """The store generation the model's shared rows are in sync with (None: not)."""
+        self._whole_generation: int | None = None
+        """The store generation the whole model is in sync with, the users of every
+        partition included (None: another worker has committed since)."""
+        self._refresh_every = shared_refresh_seconds
+        self._next_refresh = 0.0
 
     def restore(self) -> dict[str, int]:
-        """Load the stored state into the model; return the stored next offsets."""
+        """Load the stored state into a fresh model (any change not committed is dropped:
+        those batches are applied again); return the stored next offsets."""
         layout = self.model.layout
         snapshot = self._with_store(lambda: self._store.load(layout), "loading state")
-        self.model.restore(snapshot.model, snapshot.seen)
+        if len(self.model.users) or len(self.model.items) or len(self.model.user_features):
+            self.model = HybridModel(self.model.params)
+            self.model.use_registry(self._register)
+        self.model.restore(snapshot.model, snapshot.seen, snapshot.registry)
+        self._generation = self._whole_generation = snapshot.generation
         self._uncommitted = _Uncommitted()  # the uncommitted batches are applied again
         self.ledger.load(snapshot.offsets, snapshot.dedup)
         self._metrics.users.set(len(self.model.users))
@@ -202,6 +218,12 @@ class BatchProcessor:
         next offset of each that has one, where the caller must resume."""
         epochs = self._with_store(lambda: self._store.claim(partitions), "claiming partitions")
         self.ledger.claimed(epochs)
+        generation = self._with_store(self._store.generation, "reading the generation")
+        if generation != self._whole_generation:
+            # Other workers committed since this one loaded: the users of these partitions
+            # may have moved on under another owner. (Revocation committed everything of
+            # this worker's, so nothing is lost by reloading.)
+            self.restore()
         stored = self._with_store(self._store.offsets, "reading offsets")
         for partition in partitions:
             if partition in stored:
@@ -237,7 +259,7 @@ class BatchProcessor:
         lap("flush")
         crash_point("after-flush")
         published_at = self._clock()
-        next_offsets = _next_offsets(records)
+        next_offsets = _next_offsets(fresh)  # a partition's stored offset never goes back
         self._uncommitted.add(self.model, applied, lists, next_offsets)
         self.ledger.processed(next_offsets)
         if commit:
@@ -403,12 +425,47 @@ class BatchProcessor:
         checkpoint = self._checkpoint(pending)
         lap("checkpoint")
         redis_started = time.perf_counter()
-        self._with_store(lambda: self._store.commit(checkpoint), "committing state")
+        outcome = self._with_store(lambda: self._store.commit(checkpoint), "committing state")
         self.ledger.committed(checkpoint.offsets)
         self._metrics.redis_duration.observe(time.perf_counter() - redis_started)
-        lap("commit")
         self._uncommitted = _Uncommitted()
+        self._synced(checkpoint, outcome)
+        lap("commit")
         return pending.next_offsets
+
+    def _synced(self, checkpoint: Checkpoint, outcome: CommitOutcome) -> None:
+        """After a commit: the shared rows written become the model's base; if other
+        workers wrote since the last sync, their rows are taken at most every
+        ``shared_refresh_seconds`` (at once after a replayed commit, whose merged rows
+        this worker has not seen)."""
+        whole = self._whole_generation
+        self._whole_generation = (
+            outcome.generation if whole is not None and outcome.generation == whole + 1 else None
+        )
+        if outcome.replayed:
+            self._generation, self._next_refresh = None, 0.0
+        elif outcome.rebased is not None:
+            self.model.synced(outcome.rebased)
+            self._generation = None
+            self._metrics.merged_commits.inc()
+        else:
+            self.model.synced(checkpoint.model)
+            self._generation = outcome.generation
+        now = time.monotonic()
+        if self._generation is None and now >= self._next_refresh:
+            self._next_refresh = now + self._refresh_every
+            layout = self.model.layout
+            shared = self._with_store(
+                lambda: self._store.load_shared(layout), "reading the shared rows"
+            )
+            self.model.refresh(shared.model, shared.registry)
+            self._generation = shared.generation
+            self._metrics.shared_refreshes.inc()
+
+    def _register(self, table: str, ids: Sequence[str], known: int) -> Sequence[str]:
+        return self._with_store(
+            lambda: self._store.register(table, ids, known), "numbering new ids"
+        )
 
     def _checkpoint(self, pending: _Uncommitted) -> Checkpoint:
         model = self.model
@@ -432,6 +489,8 @@ class BatchProcessor:
             dedup_from=ledger.dedup_from,
             seen_cap=model.params.max_seen_items,
             list_ttl_seconds=self._list_ttl,
+            generation=self._generation,
+            rebase=model.merge_changes,
         )
 
     def _observe(

@@ -118,6 +118,7 @@ class TrainerWorker:
             retry_max=worker.retry_max_seconds,
             dedup_window=worker.dedup_window,
             list_ttl_seconds=worker.list_ttl_seconds,
+            shared_refresh_seconds=worker.shared_refresh_seconds,
         )
         self._processor.restore()
         consumer = self._retry(

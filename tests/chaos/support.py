@@ -105,7 +105,7 @@ def stored_model(store: RedisStore, params: Any) -> HybridModel:
     """The model as Redis holds it."""
     model = HybridModel(params)
     snapshot = store.load(model.layout)
-    model.restore(snapshot.model, snapshot.seen)
+    model.restore(snapshot.model, snapshot.seen, snapshot.registry)
     return model
 
 

@@ -158,15 +158,57 @@ def test_dedup_windows_round_trip_and_slide(store: StateStore) -> None:
     store.commit(
         replace(cp, dedup={"events:0": [("e1", 3), ("e2", 4)]}, dedup_from={"events:0": 0})
     )
-    store.commit(replace(cp, dedup={"events:0": [("e3", 6)]}, dedup_from={"events:0": 4}))
+    later = _checkpoint(["u1"], ["i1"], 1, 7)
+    store.commit(replace(later, dedup={"events:0": [("e3", 6)]}, dedup_from={"events:0": 4}))
     assert store.load(LAYOUT).dedup["events:0"] == [("e2", 4), ("e3", 6)]
 
 
 def test_seen_items_keep_the_last_cap(store: StateStore) -> None:
-    cp = _checkpoint(["u1"], ["i1"], 1, 1)
-    store.commit(replace(cp, seen={"u1": ["a", "b", "c"]}, seen_cap=4))
-    store.commit(replace(cp, seen={"u1": ["d", "e"]}, seen_cap=4))
+    store.commit(
+        replace(_checkpoint(["u1"], ["i1"], 1, 1), seen={"u1": ["a", "b", "c"]}, seen_cap=4)
+    )
+    store.commit(replace(_checkpoint(["u1"], ["i1"], 1, 2), seen={"u1": ["d", "e"]}, seen_cap=4))
     assert store.load(LAYOUT).seen == {"u1": ["b", "c", "d", "e"]}
+
+
+def test_the_registry_numbers_ids_once_in_order(store: StateStore) -> None:
+    assert store.register("items", ["a", "b"], 0) == ["a", "b"]
+    # Another writer knows 1 row, registers b again and c: it learns b's row and c's.
+    assert store.register("items", ["b", "c"], 1) == ["b", "c"]
+    assert store.register("items", [], 0) == ["a", "b", "c"]
+    assert store.register("users", ["a"], 0) == ["a"]  # one registry per table
+    assert store.load(LAYOUT).registry["items"] == ["a", "b", "c"]
+
+
+def test_a_commit_whose_offsets_are_stored_already_is_not_applied_again(
+    store: StateStore,
+) -> None:
+    """The retry of a commit whose reply was lost: the stored offsets say it landed."""
+    first = store.commit(_checkpoint(["u1"], ["i1"], 1, 5))
+    again = store.commit(_checkpoint(["u1"], ["i1"], 9, 5))
+    assert again.replayed and again.generation == first.generation == store.generation() == 1
+    records = store.load(LAYOUT).model.tables["users"].records
+    assert records == [b"u1:1\x00\xff"]
+
+
+def test_a_writer_out_of_sync_has_its_shared_rows_rebased(store: StateStore) -> None:
+    """Shared rows are rebased onto the stored ones unless nobody wrote since the sync."""
+    seen: list[list[bytes | None]] = []
+
+    def rebase(delta: ModelDelta, stored: Any, globals_: Any) -> ModelDelta:
+        seen.append(list(stored["items"]))
+        items = delta.tables["items"]
+        merged = TableRows(items.ids, [b"merged:" + r for r in items.records], items.counts)
+        return ModelDelta({**delta.tables, "items": merged}, delta.globals)
+
+    outcome = store.commit(replace(_checkpoint(["u1"], ["i1"], 1, 5), rebase=rebase, generation=0))
+    assert outcome.rebased is None and outcome.generation == 1 and seen == []
+    outcome = store.commit(replace(_checkpoint(["u2"], ["i1", "i2"], 2, 6), rebase=rebase))
+    assert outcome.rebased is not None and seen == [[b"i1:1\x00\xff", None]]
+    items = store.load_shared(LAYOUT).model.tables["items"]
+    assert dict(zip(items.ids, items.records, strict=True))["i2"] == b"merged:i2:2\x00\xff"
+    users = store.load(LAYOUT).model.tables["users"]
+    assert b"u2:2\x00\xff" in users.records  # users are written as they are
 
 
 def test_stored_lists_expire(redis_server: Any, unique: str) -> None:

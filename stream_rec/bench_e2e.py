@@ -2,15 +2,17 @@
 
 A fixed workload (named in the JSON, so runs compare over time) is pre-filled into the
 events topic; a worker process (``stream-rec run``) then consumes it, publishing a list
-for every touched user. Measured:
+for every touched user; then two worker processes in one new consumer group (with their
+own Redis prefix) consume the same events. Measured:
 
-- sustained events/s, from the first commit to the one that applies the last event
-  (the first batch's events are not counted: they start the clock);
+- sustained events/s of one and of two workers, from the first commit to the one that
+  applies the last event (the first batch's events are not counted: they start the clock);
 - freshness at a fixed offered load: events produced at ``offered_rate`` events/s with
   ``ts`` = the send time, against the Kafka timestamp of the list published after them;
 - Redis memory per user and per item after the replay, against the raw float32 vector;
 - where the worker's time went (its ``stream_rec_stage_seconds_total`` by stage);
-- the online hit@10 at the end of the replay (``quality``: prequential recall@10).
+- the online hit@10 at the end of the replay (``quality``: prequential recall@10), of the
+  one worker and of the two (the mean of theirs: each scores its own users).
 """
 
 from __future__ import annotations
@@ -161,32 +163,30 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
         worker.spawn([sys.executable, "-m", "stream_rec", "run"], env)
         stack.callback(worker.kill)  # on the way out after a failure
         out("  e2e: one worker consumes them ...")
-        clock = _wait_applied(store, worker, w.events, timeout=600.0)
+        clock = _wait_applied(store, [worker], w.events, timeout=600.0)
         memory = redis_memory(store, settings, w)
         hit_rate = _gauge(metrics_port, "stream_rec_online_hit_ratio")
+        stages = _stages(metrics_port)
+        out("  e2e: two workers in another group consume them ...")
+        pair = _two_workers(stack, env, workdir, w)
         out(f"  e2e: freshness at {w.offered_rate:,.0f} events/s for {w.freshness_seconds:.0f} s")
         freshness = _freshness(settings, store, worker, w, w.events)
-        stages = _stages(metrics_port)
         worker.stop(timeout=30.0)
-    rate = (w.events - clock.first_applied) / max(clock.done - clock.first, 1e-9)
     return {
         "workload": asdict(w),
         "workers_1": {
-            "events_per_s": round(rate),
+            "events_per_s": _rate(w, clock),
             "seconds": round(clock.done - clock.first, 2),
             "first_batch_events": clock.first_applied,
             "produce_events_per_s": round(produced_per_s),
             "stage_seconds": stages,
         },
-        "workers_2": {
-            "events_per_s": None,
-            "skipped": "several workers do not share item state yet (the exactly-once issue)",
-        },
+        "workers_2": pair.figures,
         "freshness_at_10k_per_s": freshness,
         "redis": memory,
         "quality": {
             "recall@10_workers_1": None if hit_rate is None else round(hit_rate, 4),
-            "recall@10_workers_2": None,
+            "recall@10_workers_2": pair.hit_rate,
             "measure": "online hit@10 (prequential recall@10): the share of the last 5,000 "
             "positives whose item was in the list last published to the user, from "
             "stream_rec_online_hit_ratio after the replay",
@@ -231,25 +231,104 @@ def _applied(store: RedisStore) -> int:
     return sum(store.offsets().values())
 
 
-def _wait_applied(store: RedisStore, worker: ChildProcess, total: int, timeout: float) -> _Clock:
-    """Poll the stored offsets (every 10 ms) until they cover ``total`` events."""
+def _rate(w: Workload, clock: _Clock) -> int | None:
+    """Events/s after the first commit (None if that commit applied everything)."""
+    if clock.first_applied >= w.events:
+        return None
+    return round((w.events - clock.first_applied) / max(clock.done - clock.first, 1e-9))
+
+
+@dataclass(frozen=True)
+class _Pair:
+    figures: dict[str, Any]
+    hit_rate: float | None
+
+
+def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Workload) -> _Pair:
+    """Two workers in a new group, with a new Redis prefix, on the pre-filled events."""
+    ports = [free_port(), free_port()]
+    pair_env = {
+        **env,
+        "STREAM_REC_REDIS__KEY_PREFIX": "bench-two-workers",
+        "STREAM_REC_WORKER__GROUP_ID": "bench-two-workers",
+        "STREAM_REC_METRICS__LAG_INTERVAL_SECONDS": "0.2",  # tells when each has partitions
+    }
+    events_topic = _settings(pair_env).topics.events
+    store = RedisStore.from_settings(_settings(pair_env).redis)
+    store.start()
+    workers = []
+    try:
+        for n, port in enumerate(ports):
+            worker = ChildProcess(f"worker-{n + 2}", workdir)
+            worker.spawn(
+                [sys.executable, "-m", "stream_rec", "run"],
+                {**pair_env, "STREAM_REC_METRICS__PORT": str(port)},
+            )
+            stack.callback(worker.kill)
+            workers.append(worker)
+        # The clock starts once both workers hold partitions: the first to join takes
+        # them all until the group rebalances for the second.
+        clock = _wait_applied(
+            store,
+            workers,
+            w.events,
+            timeout=600.0,
+            ready=lambda: all(_holds_partitions(port, events_topic) for port in ports),
+        )
+        rates = [_gauge(port, "stream_rec_online_hit_ratio") for port in ports]
+        merged = _gauge(ports[0], "stream_rec_merged_commits_total")
+        for worker in workers:
+            worker.stop(timeout=30.0)
+    finally:
+        store.close()
+    known = [r for r in rates if r is not None]
+    return _Pair(
+        {
+            "events_per_s": _rate(w, clock),
+            "seconds": round(clock.done - clock.first, 2),
+            "applied_before_the_clock": clock.first_applied,
+            "merged_commits_of_one": merged,
+        },
+        round(float(np.mean(known)), 4) if len(known) == len(rates) else None,
+    )
+
+
+def _holds_partitions(metrics_port: int, topic: str) -> bool:
+    """Whether the worker reports the lag of a partition of ``topic`` (it is assigned one)."""
+    return any(
+        line.startswith("stream_rec_consumer_lag{") and f'topic="{topic}"' in line
+        for line in _metrics_text(metrics_port).splitlines()
+    )
+
+
+def _wait_applied(
+    store: RedisStore,
+    workers: list[ChildProcess],
+    total: int,
+    timeout: float,
+    ready: Callable[[], bool] = lambda: True,
+) -> _Clock:
+    """Poll the stored offsets (every 10 ms) until they cover ``total`` events; the clock
+    starts at the first commit seen once ``ready()``."""
     deadline = time.monotonic() + timeout
     first, first_applied = 0.0, 0
     while time.monotonic() < deadline:
-        worker.check_alive()
+        for worker in workers:
+            worker.check_alive()
         applied = _applied(store)
         now = time.perf_counter()
-        if applied and not first:
+        if applied and not first and ready():
             first, first_applied = now, applied
         if applied >= total:
-            return _Clock(first, first_applied, now)
+            return _Clock(first, first_applied, now) if first else _Clock(now, total, now)
         time.sleep(0.01)
     raise TimeoutError(f"the worker applied {_applied(store)} of {total} events in {timeout} s")
 
 
 def redis_memory(store: RedisStore, settings: Settings, w: Workload) -> dict[str, Any]:
     """Bytes per user and per item held in Redis (every key of the entity: its state
-    record, counters, version, seen list and latest list), from MEMORY USAGE."""
+    record, counters, row in the registry, version, seen list and latest list), from
+    MEMORY USAGE."""
     client = store.client
     keys = KeySpace(settings.redis.key_prefix)
     used = int(client.info("memory")["used_memory"])
@@ -261,8 +340,14 @@ def redis_memory(store: RedisStore, settings: Settings, w: Workload) -> dict[str
     items = int(client.hlen(keys.table("items")))
     sample = [_text(f) for f in client.hkeys(keys.table("users"))[:1_000]]
     per_user_keys = np.mean([usage(keys.seen(u)) + usage(keys.recommendation(u)) for u in sample])
-    user_hashes = usage(keys.table("users")) + usage(keys.user_events) + usage(keys.versions)
-    item_hashes = usage(keys.table("items")) + usage(keys.item_events)
+
+    def registry(table: str) -> int:
+        return usage(keys.registry(table)) + usage(keys.registry_index(table))
+
+    user_hashes = (
+        usage(keys.table("users")) + usage(keys.user_events) + usage(keys.versions)
+    ) + registry("users")
+    item_hashes = usage(keys.table("items")) + usage(keys.item_events) + registry("items")
     return {
         "bytes_per_user": round(user_hashes / max(users, 1) + float(per_user_keys)),
         "bytes_per_item": round(item_hashes / max(items, 1)),
@@ -306,7 +391,7 @@ def _freshness(
     finally:
         producer.close()
     achieved = n / (time.perf_counter() - started)
-    _wait_applied(store, worker, applied_before + n, timeout=120.0)
+    _wait_applied(store, [worker], applied_before + n, timeout=120.0)
     delays = [
         record.timestamp / 1000.0 - float(orjson.loads(record.value)["event_ts"])
         for record in _read_from(consumer, ends)
@@ -343,7 +428,7 @@ def _metrics_text(metrics_port: int) -> str:
 
 
 def _gauge(metrics_port: int, name: str) -> float | None:
-    """An unlabelled gauge of the worker's /metrics (None if absent)."""
+    """An unlabelled sample (gauge or counter) of the worker's /metrics (None if absent)."""
     for line in _metrics_text(metrics_port).splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])

@@ -2,11 +2,12 @@
 
 A fixed workload (named in the JSON, so runs compare over time) is pre-filled into the
 events topic; a worker process (``stream-rec run``) then consumes it, publishing a list
-for every touched user; then two worker processes in one new consumer group (with their
-own Redis prefix) consume the same events. Measured:
+for every touched user; then a new consumer group (with its own Redis prefix) consumes the
+same events, one worker alone for the first half, two once a second joins. Measured:
 
 - sustained events/s of one and of two workers, from the first commit to the one that
-  applies the last event (the first batch's events are not counted: they start the clock);
+  applies the last event (the first batch's events are not counted: they start the clock),
+  and the first worker's rate alone beside the pair's after the second joined;
 - freshness at a fixed offered load: events produced at ``offered_rate`` events/s with
   ``ts`` = the send time, against the Kafka timestamp of the list published after them;
 - Redis memory per user and per item after the replay, against the raw float32 vector;
@@ -175,7 +176,7 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
     return {
         "workload": asdict(w),
         "workers_1": {
-            "events_per_s": _rate(w, clock),
+            "events_per_s": _rate(w.events, clock),
             "seconds": round(clock.done - clock.first, 2),
             "first_batch_events": clock.first_applied,
             "produce_events_per_s": round(produced_per_s),
@@ -231,11 +232,11 @@ def _applied(store: RedisStore) -> int:
     return sum(store.offsets().values())
 
 
-def _rate(w: Workload, clock: _Clock) -> int | None:
-    """Events/s after the first commit (None if that commit applied everything)."""
-    if clock.first_applied >= w.events:
+def _rate(total: int, clock: _Clock) -> int | None:
+    """Events/s from the clock's start to ``total`` applied (None if none came after)."""
+    if clock.first_applied >= total:
         return None
-    return round((w.events - clock.first_applied) / max(clock.done - clock.first, 1e-9))
+    return round((total - clock.first_applied) / max(clock.done - clock.first, 1e-9))
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,9 @@ class _Pair:
 
 
 def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Workload) -> _Pair:
-    """Two workers in a new group, with a new Redis prefix, on the pre-filled events."""
+    """A new group (and Redis prefix) on the pre-filled events: one worker alone for the
+    first half, then a second joins; the pair's rate is measured once both hold
+    partitions, side by side with the first worker's rate alone."""
     ports = [free_port(), free_port()]
     pair_env = {
         **env,
@@ -256,19 +259,24 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
     events_topic = _settings(pair_env).topics.events
     store = RedisStore.from_settings(_settings(pair_env).redis)
     store.start()
-    workers = []
+    workers: list[ChildProcess] = []
+
+    def add_worker() -> None:
+        worker = ChildProcess(f"worker-{len(workers) + 2}", workdir)
+        port = ports[len(workers)]
+        worker.spawn(
+            [sys.executable, "-m", "stream_rec", "run"],
+            {**pair_env, "STREAM_REC_METRICS__PORT": str(port)},
+        )
+        stack.callback(worker.kill)
+        workers.append(worker)
+
     try:
-        for n, port in enumerate(ports):
-            worker = ChildProcess(f"worker-{n + 2}", workdir)
-            worker.spawn(
-                [sys.executable, "-m", "stream_rec", "run"],
-                {**pair_env, "STREAM_REC_METRICS__PORT": str(port)},
-            )
-            stack.callback(worker.kill)
-            workers.append(worker)
-        # The clock starts once both workers hold partitions: the first to join takes
-        # them all until the group rebalances for the second.
-        clock = _wait_applied(
+        add_worker()
+        half = w.events // 2
+        alone = _wait_applied(store, workers, half, timeout=600.0)
+        add_worker()
+        both = _wait_applied(
             store,
             workers,
             w.events,
@@ -281,13 +289,18 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
             worker.stop(timeout=30.0)
     finally:
         store.close()
+    pair_rate, alone_rate = _rate(w.events, both), _rate(half, alone)
     known = [r for r in rates if r is not None]
     return _Pair(
         {
-            "events_per_s": _rate(w, clock),
-            "seconds": round(clock.done - clock.first, 2),
-            "applied_before_the_clock": clock.first_applied,
-            "merged_commits_of_one": merged,
+            "events_per_s": pair_rate,
+            "seconds": round(both.done - both.first, 2),
+            "applied_before_the_clock": both.first_applied,
+            "first_alone_events_per_s": alone_rate,
+            "ratio_to_first_alone": (
+                round(pair_rate / alone_rate, 2) if pair_rate and alone_rate else None
+            ),
+            "merged_commits_of_the_first": merged,
         },
         round(float(np.mean(known)), 4) if len(known) == len(rates) else None,
     )

@@ -138,7 +138,7 @@ class EntityTable:
                 # Up to the last of these ids only: rows beyond are other ids' (a crashed
                 # run's, or other writers'), added when they appear here, as they would be.
                 wanted = set(unknown)
-                last = max(n for n, entity_id in enumerate(tail) if entity_id in wanted)
+                last = max((n for n, e in enumerate(tail) if e in wanted), default=-1)
                 self.extend(tail[: last + 1])
         first_new = len(self._ids)
         out: list[int] = []
@@ -241,8 +241,8 @@ class EntityTable:
         >>> t.rows[row] += 1.0                                  # this writer's step: +1
         >>> other = EntityTable(1, 1, 0.0, 0)
         >>> other.rows[other.rows_for(["a"])] += 5.0            # another writer's: +5
-        >>> merged = t.merge(other.export(row).records, row)
-        >>> float(t._parse(merged.records)["params"][0, 0])
+        >>> t.synced(t.merge(other.export(row).records, row))
+        >>> float(t.rows[row[0], 0])
         6.0
         """
         base = self._base[rows]

@@ -145,7 +145,9 @@ class BatchProcessor:
     skipped. A :class:`~stream_rec.store.StoreFenced` from the commit propagates: the
     model then holds steps the store does not, and the caller must :meth:`restore`.
     ``shared_refresh_seconds``: while other workers write the shared rows too, how often
-    this one takes theirs (see :class:`~stream_rec.config.WorkerSettings`).
+    this one takes theirs (see :class:`~stream_rec.config.WorkerSettings`). The model's
+    new ids are numbered by the store's registry (:meth:`StateStore.register`), so that
+    every worker on the store agrees on rows.
     """
 
     def __init__(

@@ -271,6 +271,7 @@ _KNOWN_EXTRA = frozenset(
         "STREAM_REC_KAFKA_LIBS",
         "STREAM_REC_KAFKA_BOOTSTRAP",
         "STREAM_REC_REDIS_URL",
+        "STREAM_REC_REDIS_CLUSTER_URL",
     }
 )
 

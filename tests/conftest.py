@@ -1,9 +1,10 @@
-"""Session fixtures: one real Kafka broker and one real Redis server per pytest run.
+"""Session fixtures: one real Kafka broker, Redis server and 3-node Redis Cluster per run.
 
 They start on 127.0.0.1 and free ports the first time a test asks for them (unit tests
 that do not ask start nothing), and stop by PID at the end of the session.
-``STREAM_REC_KAFKA_BOOTSTRAP`` / ``STREAM_REC_REDIS_URL`` point them at running servers
-instead. A service that cannot be had fails the tests that need it, loudly: nothing skips.
+``STREAM_REC_KAFKA_BOOTSTRAP`` / ``STREAM_REC_REDIS_URL`` / ``STREAM_REC_REDIS_CLUSTER_URL``
+(``redis+cluster://host:port`` of any one node) point them at running servers instead.
+A service that cannot be had fails the tests that need it, loudly: nothing skips.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 
-from stream_rec.services import LocalKafka, LocalRedis
+from stream_rec.services import LocalKafka, LocalRedis, LocalRedisCluster
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,18 @@ class KafkaServer:
 class RedisServer:
     url: str
     handle: LocalRedis | None
+
+
+@dataclass(frozen=True)
+class RedisClusterServer:
+    url: str
+    handle: LocalRedisCluster | None
+
+    def client(self) -> redis.RedisCluster:
+        """A RedisCluster client on the node the ``redis+cluster://host:port`` URL names."""
+        parts = urlsplit(self.url)
+        assert parts.scheme == "redis+cluster", f"not a redis+cluster:// URL: {self.url}"
+        return redis.RedisCluster(host=parts.hostname or "127.0.0.1", port=parts.port or 6379)
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +74,19 @@ def redis_server() -> Iterator[RedisServer]:
         yield RedisServer(server.url, server)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    external = os.environ.get("STREAM_REC_REDIS_CLUSTER_URL")
+    if external:
+        yield RedisClusterServer(external, None)
+        return
+    cluster = LocalRedisCluster().start()
+    try:
+        yield RedisClusterServer(cluster.url, cluster)
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

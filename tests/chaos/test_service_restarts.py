@@ -81,11 +81,18 @@ def test_broker_and_redis_restarts_lose_nothing(tmp_path: Path, unique: str) -> 
                     mark = applied(store)
                     service.restart()
                     began = time.monotonic()
-                    wait_until(
-                        lambda m=mark: applied(store) > m,
-                        120,
-                        f"progress after restarting {type(service).__name__}",
-                    )
+                    acked = writer.acked
+                    try:
+                        wait_until(
+                            lambda m=mark: applied(store) > m,
+                            120,
+                            f"progress after restarting {type(service).__name__}",
+                        )
+                    except AssertionError as exc:  # say whether the stream itself had stalled
+                        raise AssertionError(
+                            f"{exc}; events acknowledged to the writer: {acked} at the restart, "
+                            f"{writer.acked} now; applied: {mark} then, {applied(store)} now"
+                        ) from exc
                     recoveries.append((type(service).__name__, time.monotonic() - began))
                 writer.join(300)
                 assert not writer.failed, writer.failed[:3]

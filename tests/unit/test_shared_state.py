@@ -7,6 +7,8 @@ from collections import Counter
 
 import numpy as np
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from stream_rec.evaluation.synthetic import SyntheticWorld
@@ -110,3 +112,40 @@ def test_a_takeover_reloads_the_users_the_previous_owner_moved_on() -> None:
     second.process(records)  # redelivered from the start: only offsets 300 on are applied
     assert store.stats().applied_events == len(events)
     assert store.offsets() == {"events:0": len(events)}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_any_interleaving_of_two_workers_commits_and_crashes_counts_each_event_once(
+    data: st.DataObject,
+) -> None:
+    """Two workers, one partition each, sharing items: whatever the order of their
+    batches, deferred commits, refreshes and crashes, every user's and every item's
+    counter ends at its number of events."""
+    events = list(SyntheticWorld.create(16, 12, seed=11).events(400))
+    by_partition = _records(events, 2)
+    store = MemoryStore()
+    refresh = data.draw(st.sampled_from([0.0001, 3600.0]))  # refresh after every merge, or never
+    workers = {p: _worker(store, refresh) for p in (0, 1)}
+    for p, proc in workers.items():
+        proc.assign([f"events:{p}"])
+    delivered = {0: 0, 1: 0}  # where each partition's delivery goes on
+    while unfinished := [p for p in workers if delivered[p] < len(by_partition[p])]:
+        p = data.draw(st.sampled_from(unfinished))
+        proc = workers[p]
+        if data.draw(st.integers(0, 9)) == 9:  # a crash: the uncommitted batches are lost
+            workers[p] = proc = _worker(store, refresh)
+            delivered[p] = proc.assign([f"events:{p}"]).get(f"events:{p}", 0)
+        step = data.draw(st.sampled_from([60, 1, 7, 23, 41]))
+        chunk = by_partition[p][delivered[p] : delivered[p] + step]
+        proc.process(chunk, commit=data.draw(st.booleans()))
+        delivered[p] += len(chunk)
+        if data.draw(st.booleans()):
+            proc.commit()
+    for proc in workers.values():
+        proc.commit()
+    stats = store.stats()
+    assert stats.applied_events == stats.item_events_sum == len(events)
+    stored = _worker(store).model
+    taken = Counter(str(e["item_id"]) for e in events)
+    assert {i: int(stored.items.counts[stored.items.row_of(i) or 0]) for i in taken} == taken

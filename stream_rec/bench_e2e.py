@@ -307,10 +307,15 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
 
 
 def _holds_partitions(metrics_port: int, topic: str) -> bool:
-    """Whether the worker reports the lag of a partition of ``topic`` (it is assigned one)."""
+    """Whether the worker reports the lag of a partition of ``topic`` (it is assigned one);
+    False while its metrics server is not up yet."""
+    try:
+        text = _metrics_text(metrics_port)
+    except OSError:  # urllib's URLError included
+        return False
     return any(
         line.startswith("stream_rec_consumer_lag{") and f'topic="{topic}"' in line
-        for line in _metrics_text(metrics_port).splitlines()
+        for line in text.splitlines()
     )
 
 

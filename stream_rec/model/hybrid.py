@@ -93,9 +93,16 @@ class HybridModel:
             (
                 feats,
                 SideColumn(
-                    "neighbours", np.int32, params.neighbours, -1, "neighbours", "neighbour_weights"
+                    "neighbours",
+                    np.int32,
+                    params.neighbours,
+                    -1,
+                    merge="neighbours",
+                    pair="neighbour_weights",
                 ),
-                SideColumn("neighbour_weights", np.float32, params.neighbours, 0.0, "weights"),
+                SideColumn(
+                    "neighbour_weights", np.float32, params.neighbours, 0.0, merge="weights"
+                ),
                 # From the item's metadata: watches of it are weighed by this length.
                 SideColumn("duration", np.float32, 1, 0.0),
             ),
@@ -113,10 +120,12 @@ class HybridModel:
                     np.int32,
                     params.segment_items,
                     -1,
-                    "neighbours",
-                    "segment_weights",
+                    merge="neighbours",
+                    pair="segment_weights",
                 ),
-                SideColumn("segment_weights", np.float32, params.segment_items, 0.0, "weights"),
+                SideColumn(
+                    "segment_weights", np.float32, params.segment_items, 0.0, merge="weights"
+                ),
             ),
             shared=True,
         )

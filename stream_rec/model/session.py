@@ -68,6 +68,16 @@ def merge_neighbours(
 
     All arrays (m, width). How two workers' co-visitation counts combine: both counted
     steps survive, and an eviction by one writer only takes away what it had seen.
+
+    >>> i4, f4 = np.int32, np.float32
+    >>> out, out_w = np.empty((1, 2), i4), np.empty((1, 2), f4)
+    >>> merge_neighbours(                       # stored 7:5 (another writer added 1 to 4),
+    ...     np.array([[7, -1]], i4), np.array([[5.0, 0.0]], f4),
+    ...     np.array([[7, -1]], i4), np.array([[4.0, 0.0]], f4),  # base 7:4,
+    ...     np.array([[7, 9]], i4), np.array([[4.5, 2.0]], f4),   # this writer: +0.5, new 9
+    ...     out, out_w)
+    >>> out.tolist(), out_w.tolist()
+    ([[7, 9]], [[5.5, 2.0]])
     """
     m, width = current.shape
     ids = np.empty(3 * width, np.int64)

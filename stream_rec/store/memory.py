@@ -70,13 +70,13 @@ class MemoryStore:
         return SharedState(model, self._registry_copy(), self._generation)
 
     def _tables(self, names: Sequence[str]) -> dict[str, TableRows]:
-        return {
-            name: TableRows(
-                list(records), list(records.values()), [self._counts[name][i] for i in records]
+        tables = {}
+        for name in names:
+            records, counts = self._records[name], self._counts[name]
+            tables[name] = TableRows(
+                list(records), list(records.values()), [counts[i] for i in records]
             )
-            for name in names
-            for records in (self._records[name],)
-        }
+        return tables
 
     def _registry_copy(self) -> dict[str, list[str]]:
         return {name: list(ids) for name, ids in self._registry.items()}

@@ -84,6 +84,12 @@ def test_the_page_shows_a_users_list_and_a_click_changes_it(
     with serving(settings) as url, open_store(settings) as store:
         produce_events(settings, list(world.events(2_000)))
         wait_for(lambda: store.stats().applied_events == 2_000, 90, "the seed events applied")
+        # The page's chips are the 24 users whose lists came last: which of the 40 those
+        # are depends on how the worker cut the seed into batches. u0 acts last, so that
+        # its list is the newest.
+        last = {"event_id": "seed-u0-last", "type": "impression", "user_id": "u0"}
+        produce_events(settings, [last | {"item_id": "i0", "ts": time.time()}])
+        wait_for(lambda: store.stats().applied_events == 2_001, 60, "u0's last event applied")
         trickle = threading.Thread(target=_others_stream, args=(settings, world, stop))
         try:
             browser.get(url + "/")

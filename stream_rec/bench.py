@@ -229,5 +229,7 @@ def run_bench(quick: bool, log: Callable[[str], None] | None = None) -> dict[str
 def bench_e2e(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     """Real Kafka, a worker process and real Redis on the fixed workload
     (:mod:`stream_rec.bench_e2e`); ``quick`` shrinks it."""
-    workload = Workload(events=60_000, users=20_000, freshness_seconds=8.0) if quick else Workload()
+    # Quick: large enough that the second worker joins (a few seconds) before the end.
+    quick_size = Workload(events=200_000, users=50_000, freshness_seconds=8.0)
+    workload = quick_size if quick else Workload()
     return run_e2e(workload, log)

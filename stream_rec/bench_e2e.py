@@ -13,7 +13,8 @@ same events, one worker alone for the first half, two once a second joins. Measu
 - Redis memory per user and per item after the replay, against the raw float32 vector;
 - where the worker's time went (its ``stream_rec_stage_seconds_total`` by stage);
 - the online hit@10 at the end of the replay (``quality``: prequential recall@10), of the
-  one worker and of the two (the mean of theirs: each scores its own users).
+  one worker and of the two (theirs weighed by the events each consumed: each scores its
+  own users).
 """
 
 from __future__ import annotations
@@ -284,13 +285,16 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
             ready=lambda: all(_holds_partitions(port, events_topic) for port in ports),
         )
         rates = [_gauge(port, "stream_rec_online_hit_ratio") for port in ports]
+        consumed = [_gauge(port, "stream_rec_events_consumed_total") or 0.0 for port in ports]
         merged = _gauge(ports[0], "stream_rec_merged_commits_total")
         for worker in workers:
             worker.stop(timeout=30.0)
     finally:
         store.close()
     pair_rate, alone_rate = _rate(w.events, both), _rate(half, alone)
-    known = [r for r in rates if r is not None]
+    # Each worker scores its own users' positives: weigh its hit rate by its events.
+    scored = [(r, w) for r, w in zip(rates, consumed, strict=True) if r is not None and w > 0]
+    total = sum(w for _, w in scored)
     return _Pair(
         {
             "events_per_s": pair_rate,
@@ -302,7 +306,7 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
             ),
             "merged_commits_of_the_first": merged,
         },
-        round(float(np.mean(known)), 4) if len(known) == len(rates) else None,
+        round(sum(r * w for r, w in scored) / total, 4) if total else None,
     )
 
 

@@ -257,8 +257,9 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
         "STREAM_REC_WORKER__GROUP_ID": "bench-two-workers",
         "STREAM_REC_METRICS__LAG_INTERVAL_SECONDS": "0.2",  # tells when each has partitions
     }
-    events_topic = _settings(pair_env).topics.events
-    store = RedisStore.from_settings(_settings(pair_env).redis)
+    pair_settings = _settings(pair_env)
+    events_topic = pair_settings.topics.events
+    store = RedisStore.from_settings(pair_settings.redis)
     store.start()
     workers: list[ChildProcess] = []
 

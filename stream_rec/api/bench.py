@@ -178,7 +178,7 @@ def _wait_lists(url: str, users: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         # S310 below: our own http URL, never a file: or user-given one.
-        with urllib.request.urlopen(f"{url}/v1/health", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{url}/v1/health", timeout=5) as response:  # noqa: S310 - ours
             health = json.loads(response.read())
         if health["lists"]["ready"] and health["lists"]["cached"] >= users:
             return

@@ -43,6 +43,15 @@ SHARED_TABLES = ("items", "user_features", "item_features")
 """Tables that every worker updates (a user has one writer: its events' partition's)."""
 
 
+def _weighted_list(ids: str, weights: str, width: int) -> tuple[SideColumn, SideColumn]:
+    """The two side columns of a bounded weighted list of item rows (co-visitation
+    neighbours, a segment's items): ids (-1 empty) and weights, merged as one list."""
+    return (
+        SideColumn(ids, np.int32, width, -1, merge="neighbours", pair=weights),
+        SideColumn(weights, np.float32, width, 0.0, merge="weights"),
+    )
+
+
 @dataclass(frozen=True)
 class AppliedBatch:
     """What one :meth:`HybridModel.apply` changed and measured.
@@ -92,17 +101,7 @@ class HybridModel:
             params.seed ^ 0x5EED,
             (
                 feats,
-                SideColumn(
-                    "neighbours",
-                    np.int32,
-                    params.neighbours,
-                    -1,
-                    merge="neighbours",
-                    pair="neighbour_weights",
-                ),
-                SideColumn(
-                    "neighbour_weights", np.float32, params.neighbours, 0.0, merge="weights"
-                ),
+                *_weighted_list("neighbours", "neighbour_weights", params.neighbours),
                 # From the item's metadata: watches of it are weighed by this length.
                 SideColumn("duration", np.float32, 1, 0.0),
             ),
@@ -115,17 +114,7 @@ class HybridModel:
             params.seed ^ 0xF00D,
             (
                 # The segment of users with this feature: its recently taken items.
-                SideColumn(
-                    "segment_items",
-                    np.int32,
-                    params.segment_items,
-                    -1,
-                    merge="neighbours",
-                    pair="segment_weights",
-                ),
-                SideColumn(
-                    "segment_weights", np.float32, params.segment_items, 0.0, merge="weights"
-                ),
+                *_weighted_list("segment_items", "segment_weights", params.segment_items),
             ),
             shared=True,
         )

@@ -27,6 +27,28 @@ def _redis_binary() -> str | None:
     return str(get_binary_path())
 
 
+def server_argv(binary: str, port: int, workdir: Path, appendonly: bool = False) -> list[str]:
+    """The command line of one local server: 127.0.0.1 only, no RDB snapshots, AOF if
+    asked, noeviction (a full Redis refuses writes rather than dropping state)."""
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--maxmemory-policy",
+        "noeviction",
+        "--daemonize",
+        "no",
+    ]
+
+
 class LocalRedis:
     """One local Redis (or Valkey) server without persistence unless ``appendonly``."""
 
@@ -86,23 +108,7 @@ class LocalRedis:
     def _spawn(self) -> None:
         assert self.binary is not None
         self._process.spawn(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self._process.workdir),
-                "--save",
-                "",
-                "--appendonly",
-                "yes" if self._appendonly else "no",
-                "--maxmemory-policy",
-                "noeviction",
-                "--daemonize",
-                "no",
-            ]
+            server_argv(self.binary, self.port, self._process.workdir, self._appendonly)
         )
 
     def _wait_ready(self, timeout: float) -> None:

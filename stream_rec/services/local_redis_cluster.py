@@ -20,7 +20,7 @@ from typing import Self
 
 import redis
 
-from stream_rec.services.local_redis import _redis_binary
+from stream_rec.services.local_redis import _redis_binary, server_argv
 from stream_rec.services.process import ChildProcess, ServiceError, free_port
 
 log = logging.getLogger(__name__)
@@ -192,27 +192,13 @@ class LocalRedisCluster:
         config.unlink(missing_ok=True)  # a stale file of an earlier run would rejoin it
         process.spawn(
             [
-                self.binary,
-                "--port",
-                str(port),
-                "--bind",
-                HOST,
-                "--dir",
-                str(process.workdir),
+                *server_argv(self.binary, port, process.workdir),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 str(config),
                 "--cluster-node-timeout",
                 "5000",
-                "--appendonly",
-                "no",
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-                "--daemonize",
-                "no",
             ]
         )
 

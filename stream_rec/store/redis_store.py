@@ -121,8 +121,9 @@ class RedisStore:
             generation = int(self.client.get(self.keys.generation) or 0)
             meta = self._meta(layout)
             tables = {name: self._load_table(name) for name in SHARED_TABLES}
-            globals_ = {k[len(_GLOBAL) :]: v for k, v in meta.items() if k.startswith(_GLOBAL)}
-            return SharedState(ModelDelta(tables, globals_), self._load_registry(), generation)
+            return SharedState(
+                ModelDelta(tables, _globals(meta)), self._load_registry(), generation
+            )
 
         return self._call(read)
 
@@ -208,13 +209,8 @@ class RedisStore:
             if name in SHARED_TABLES and rows.ids:
                 values = pipe.hmget(self.keys.table(name), rows.ids)
                 stored[name] = [None if v is None else _bytes(v) for v in values]
-        meta = pipe.hgetall(self.keys.meta)
-        globals_ = {
-            _text(k)[len(_GLOBAL) :]: _bytes(v)
-            for k, v in meta.items()
-            if _text(k).startswith(_GLOBAL)
-        }
-        return stored, globals_
+        meta = {_text(k): _bytes(v) for k, v in pipe.hgetall(self.keys.meta).items()}
+        return stored, _globals(meta)
 
     def _queue_writes(self, pipe: Any, cp: Checkpoint, model: ModelDelta) -> None:
         keys = self.keys
@@ -251,10 +247,9 @@ class RedisStore:
         generation = int(client.get(self.keys.generation) or 0)  # first: a commit moves it
         meta = self._meta(layout)
         tables = {name: self._load_table(name) for name in TABLES}
-        globals_ = {k[len(_GLOBAL) :]: v for k, v in meta.items() if k.startswith(_GLOBAL)}
         offsets = _int_map(client.hgetall(self.keys.offsets))
         return StateSnapshot(
-            model=ModelDelta(tables, globals_),
+            model=ModelDelta(tables, _globals(meta)),
             seen=self._load_seen(tables["users"].ids),
             versions=_int_map(dict(self._scan_hash(self.keys.versions))),
             offsets=offsets,
@@ -329,6 +324,11 @@ def _check_epochs(cp: Checkpoint, partitions: list[str], current: Any) -> None:
     for partition, value in zip(partitions, current, strict=True):
         if value is None or int(value) != cp.epochs[partition]:
             raise StoreFenced(f"{partition} was claimed by another writer", [partition])
+
+
+def _globals(meta: dict[str, bytes]) -> dict[str, bytes]:
+    """The model's global state among the meta hash's fields (those under ``g:``)."""
+    return {k[len(_GLOBAL) :]: v for k, v in meta.items() if k.startswith(_GLOBAL)}
 
 
 def _mapping(fields: list[str], values: list[Any]) -> dict[FieldT, EncodableT]:

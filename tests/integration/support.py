@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +23,15 @@ from stream_rec.config import (
 from stream_rec.store import RedisStore
 from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer
 from stream_rec.stream.worker import TrainerWorker
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID still exists (signal 0 probes without killing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def settings_for(

@@ -9,15 +9,9 @@ import sys
 
 import pytest
 
+from tests.integration.support import process_alive
+
 pytestmark = pytest.mark.integration
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_demo_runs_for_20_seconds_prints_lists_and_stops_everything() -> None:
@@ -44,4 +38,4 @@ def test_demo_runs_for_20_seconds_prints_lists_and_stops_everything() -> None:
     assert last[0] == last[1], f"the demo ended with events unapplied: {last}"
     pids = [int(p) for p in re.findall(r"\(pid (\d+)", out) + re.findall(r"worker pid (\d+)", out)]
     assert len(pids) == 3
-    assert not [p for p in pids if _alive(p)], "the demo left a process running"
+    assert not [p for p in pids if process_alive(p)], "the demo left a process running"

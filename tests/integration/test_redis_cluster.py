@@ -3,7 +3,6 @@ and ``stop()`` (or a failed start) leaves no server behind."""
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from redis.exceptions import CrossSlotTransactionError
 
 from stream_rec.services import LocalRedisCluster, ServiceError
 from stream_rec.services.local_redis_cluster import cluster_info, connected_masters
+from tests.integration.support import process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -43,14 +43,6 @@ def _listens(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_a_thousand_keys_land_on_every_node(client: redis.RedisCluster, unique: str) -> None:
@@ -119,7 +111,7 @@ def test_three_nodes_start_and_stop_leaves_no_process(tmp_path: Path) -> None:
     finally:
         cluster.stop()
     assert cluster.pids == []
-    assert [pid for pid in pids if _alive(pid)] == []
+    assert [pid for pid in pids if process_alive(pid)] == []
     assert [port for _, port in cluster.nodes if _listens(port)] == []
     assert (tmp_path / "cluster").is_dir()  # a given workdir is left in place
 

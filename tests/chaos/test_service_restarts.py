@@ -1,15 +1,19 @@
 """Restart the Kafka broker 3 times and Redis (AOF) 3 times mid-stream: the worker
 recovers with no operator action and the counters come out exact.
 
-The stream (40k events at 500/s) runs while the services restart, 2 s apart, each
-restart waiting until the worker applies events again; the time to that is printed.
+The stream (500 events/s) runs until the last restart has been recovered from, so it
+outlasts the restarts however long they take; the services restart 2 s apart, each
+restart waiting until the worker applies events again; the time to that is printed. The
+counters must then equal the events acknowledged to the writer, at least MIN_EVENTS.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -23,13 +27,13 @@ from tests.integration.support import create_topics, open_store, settings_for
 
 pytestmark = pytest.mark.chaos
 
-EVENTS = 40_000
+MIN_EVENTS = 20_000
 
 
 class _Writer(threading.Thread):
-    """Writes the events at a steady rate; counts the acknowledged ones."""
+    """Writes events at a steady rate until stopped; counts the sent and acknowledged ones."""
 
-    def __init__(self, settings: Settings, events: list[dict[str, object]], rate: float) -> None:
+    def __init__(self, settings: Settings, events: Iterator[dict[str, Any]], rate: float) -> None:
         super().__init__(daemon=True)
         self._producer = make_producer(
             settings.kafka, settings.topics, retries=2**31 - 1, delivery_timeout_ms=300_000
@@ -37,7 +41,9 @@ class _Writer(threading.Thread):
         self._topic = settings.topics.events
         self._events = events
         self._rate = rate
+        self.sent = 0
         self.acked = 0
+        self._halt = threading.Event()
         self.failed: list[BaseException] = []
         self._lock = threading.Lock()
 
@@ -45,17 +51,21 @@ class _Writer(threading.Thread):
         with self._lock:
             self.acked += 1
 
+    def stop(self) -> None:
+        self._halt.set()
+
     def run(self) -> None:
         started = time.monotonic()
         for n, event in enumerate(self._events):
             delay = started + n / self._rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            if self._halt.wait(max(delay, 0.0)):
+                break
             future = self._producer.send(
                 self._topic, key=str(event["user_id"]).encode(), value=orjson.dumps(event)
             )
             future.add_callback(self._ok)
             future.add_errback(self.failed.append)
+            self.sent += 1
         self._producer.flush(timeout=300)
         self._producer.close()
 
@@ -69,9 +79,9 @@ def test_broker_and_redis_restarts_lose_nothing(tmp_path: Path, unique: str) -> 
                 kafka.bootstrap, redis_server.url, unique, "apache", partitions=2
             )
             create_topics(settings)
-            events = list(SyntheticWorld.create(n_users=800, n_items=600, seed=4).events(EVENTS))
+            events = SyntheticWorld.create(n_users=800, n_items=600, seed=4).events(10**7)
             worker = WorkerProcess(worker_env(settings), tmp_path / "worker.log")
-            writer = _Writer(settings, events, rate=500)  # 80 s of stream: it outlasts the restarts
+            writer = _Writer(settings, events, rate=500)
             writer.start()
             recoveries = []
             with open_store(settings) as store:
@@ -94,6 +104,8 @@ def test_broker_and_redis_restarts_lose_nothing(tmp_path: Path, unique: str) -> 
                             f"{writer.acked} now; applied: {mark} then, {applied(store)} now"
                         ) from exc
                     recoveries.append((type(service).__name__, time.monotonic() - began))
+                wait_until(lambda: writer.sent >= MIN_EVENTS, 120, f"{MIN_EVENTS} events sent")
+                writer.stop()
                 writer.join(300)
                 assert not writer.failed, writer.failed[:3]
                 wait_until(
@@ -105,7 +117,7 @@ def test_broker_and_redis_restarts_lose_nothing(tmp_path: Path, unique: str) -> 
         finally:
             kafka.stop()
     print("recovered after", ", ".join(f"{name} {seconds:.1f}s" for name, seconds in recoveries))
-    assert writer.acked == EVENTS
-    assert stats.applied_events == EVENTS
-    assert stats.item_events_sum == EVENTS
-    assert sum(stats.partition_offsets.values()) == EVENTS
+    assert writer.acked == writer.sent >= MIN_EVENTS
+    assert stats.applied_events == writer.acked
+    assert stats.item_events_sum == writer.acked
+    assert sum(stats.partition_offsets.values()) == writer.acked

@@ -8,6 +8,8 @@ same events, one worker alone for the first half, two once a second joins. Measu
 - sustained events/s of one and of two workers, from the first commit to the one that
   applies the last event (the first batch's events are not counted: they start the clock),
   and the first worker's rate alone beside the pair's after the second joined;
+- sustained events/s of one worker of a third group whose state is on a local 3-node
+  Redis Cluster, beside the one worker on one Redis, and the keys each node holds;
 - freshness at a fixed offered load: events produced at ``offered_rate`` events/s with
   ``ts`` = the send time, against the Kafka timestamp of the list published after them;
 - Redis memory per user and per item after the replay, against the raw float32 vector;
@@ -38,10 +40,10 @@ from kafka import KafkaConsumer, TopicPartition
 
 from stream_rec.config import Settings, WorkerSettings, load_settings
 from stream_rec.evaluation.synthetic import EVENT_MIX
-from stream_rec.services import LocalKafka, LocalRedis, free_port
+from stream_rec.services import LocalKafka, LocalRedis, LocalRedisCluster, free_port
 from stream_rec.services.process import ChildProcess
 from stream_rec.store import RedisStore
-from stream_rec.store.keys import KeySpace
+from stream_rec.store.keys import USER_SHARDS, KeySpace
 from stream_rec.stream.kafka_io import ensure_topics, make_admin, make_producer
 
 Print = Callable[[str], None]
@@ -171,6 +173,8 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
         stages = _stages(metrics_port)
         out("  e2e: two workers in another group consume them ...")
         pair = _two_workers(stack, env, workdir, w)
+        out("  e2e: one worker in another group consumes them, on a 3-node Redis Cluster ...")
+        cluster = _on_cluster(stack, env, workdir, w)
         out(f"  e2e: freshness at {w.offered_rate:,.0f} events/s for {w.freshness_seconds:.0f} s")
         freshness = _freshness(settings, store, worker, w, w.events)
         worker.stop(timeout=30.0)
@@ -184,6 +188,14 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
             "stage_seconds": stages,
         },
         "workers_2": pair.figures,
+        "workers_1_redis_cluster": {
+            **cluster,
+            "ratio_to_one_redis": (
+                round(cluster["events_per_s"] / rate, 2)
+                if cluster["events_per_s"] and (rate := _rate(w.events, clock))
+                else None
+            ),
+        },
         "freshness_at_10k_per_s": freshness,
         "redis": memory,
         "quality": {
@@ -311,6 +323,43 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
     )
 
 
+def _on_cluster(
+    stack: ExitStack, env: dict[str, str], workdir: Path, w: Workload
+) -> dict[str, Any]:
+    """One worker of a new group on the pre-filled events, its state on a local 3-node
+    Redis Cluster: its events/s, and the keys each node holds after the replay."""
+    cluster = stack.enter_context(LocalRedisCluster(workdir=workdir / "cluster"))
+    cluster_env = {
+        **env,
+        "STREAM_REC_REDIS__URL": cluster.url,
+        "STREAM_REC_REDIS__KEY_PREFIX": "bench-cluster",
+        "STREAM_REC_WORKER__GROUP_ID": "bench-cluster",
+        "STREAM_REC_METRICS__PORT": str(free_port()),
+    }
+    store = RedisStore.from_settings(_settings(cluster_env).redis)
+    store.start()
+    try:
+        worker = ChildProcess("worker-cluster", workdir)
+        worker.spawn([sys.executable, "-m", "stream_rec", "run"], cluster_env)
+        stack.callback(worker.kill)
+        clock = _wait_applied(store, [worker], w.events, timeout=600.0)
+        worker.stop(timeout=30.0)
+        keys_by_node = [int(server.dbsize()) for server in _primaries(store)]
+    finally:
+        store.close()
+    return {
+        "events_per_s": _rate(w.events, clock),
+        "seconds": round(clock.done - clock.first, 2),
+        "nodes": len(keys_by_node),
+        "keys_by_node": keys_by_node,
+    }
+
+
+def _primaries(store: RedisStore) -> list[Any]:
+    client = store.client
+    return [client.get_redis_connection(node) for node in client.get_primaries()]
+
+
 def _holds_partitions(metrics_port: int, topic: str) -> bool:
     """Whether the worker reports the lag of a partition of ``topic`` (it is assigned one);
     False while its metrics server is not up yet."""
@@ -359,16 +408,18 @@ def redis_memory(store: RedisStore, settings: Settings, w: Workload) -> dict[str
     def usage(key: str) -> int:
         return int(client.memory_usage(key, samples=0) or 0)
 
-    users = int(client.hlen(keys.table("users")))
+    shards = range(USER_SHARDS)
+    users = sum(int(client.hlen(keys.users(shard))) for shard in shards)
     items = int(client.hlen(keys.table("items")))
-    sample = [_text(f) for f in client.hkeys(keys.table("users"))[:1_000]]
+    sample = [_text(f) for f in client.hkeys(keys.users(0))[:1_000]]
     per_user_keys = np.mean([usage(keys.seen(u)) + usage(keys.recommendation(u)) for u in sample])
 
     def registry(table: str) -> int:
         return usage(keys.registry(table)) + usage(keys.registry_index(table))
 
-    user_hashes = (
-        usage(keys.table("users")) + usage(keys.user_events) + usage(keys.versions)
+    user_hashes = sum(
+        usage(keys.users(shard)) + usage(keys.user_events(shard)) + usage(keys.versions(shard))
+        for shard in shards
     ) + registry("users")
     item_hashes = usage(keys.table("items")) + usage(keys.item_events) + registry("items")
     return {

@@ -84,8 +84,12 @@ class KafkaSettings(_Group):
 class RedisSettings(_Group):
     """Where the model state lives (``STREAM_REC_REDIS__*``)."""
 
-    url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^(redis|rediss|unix)://")
-    """redis://[user:password@]host:port/db; rediss:// for TLS."""
+    url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        pattern=r"^(redis|rediss|unix|redis\+cluster|rediss\+cluster)://",
+    )
+    """redis://[user:password@]host:port/db; rediss:// for TLS; redis+cluster://host:port
+    (or rediss+cluster://) for a Redis Cluster, naming any of its nodes."""
     password: SecretStr | None = None
     """Overrides a password in the URL; keep it here so it never shows in a logged URL."""
     key_prefix: str = Field("stream-rec", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")

@@ -1,76 +1,128 @@
-"""Names of the Redis keys that hold one deployment's state (all under one prefix)."""
+"""Names of the Redis keys that hold one deployment's state (all under one prefix), laid
+out for Redis Cluster as much as for one server.
+
+A Redis Cluster transaction (MULTI/EXEC, WATCH, a script) may only touch keys of one hash
+slot, and a key's slot is that of its hash tag (the part in braces). So:
+
+- the *shared tag* ``{prefix}`` holds what one commit must change atomically: the shared
+  model tables (items, feature tokens) and their counters, the globals, the registry, the
+  generation, the partitions' offsets, epochs and de-duplication windows - and the
+  *outbox* of each user shard, where a commit leaves its users' changes;
+- the users (the bulk of the state) are spread over :data:`USER_SHARDS` shard tags
+  ``{prefix:u<n>}`` by a hash of the user id: each shard holds its users' records,
+  counters, versions, seen lists and latest lists, and the generation of the last outbox
+  entry applied to it (its watermark), so that applying an entry twice changes nothing.
+"""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+
+USER_SHARDS = 16
+"""User shards (hash tags) of a deployment: at most this many cluster nodes share the
+users. Part of the stored layout: changing it needs a new key prefix."""
+
+
+def user_shard(user_id: str) -> int:
+    """The shard of ``user_id`` (CRC-32 of its UTF-8 bytes, modulo :data:`USER_SHARDS`).
+
+    >>> user_shard("u1")
+    6
+    """
+    return zlib.crc32(user_id.encode()) % USER_SHARDS
 
 
 @dataclass(frozen=True)
 class KeySpace:
     """Key names under ``prefix``.
 
+    >>> KeySpace("sr").meta
+    '{sr}:meta'
     >>> KeySpace("sr").seen("u1")
-    'sr:seen:u1'
+    '{sr:u6}:seen:u1'
     """
 
     prefix: str
 
     @property
+    def shared(self) -> str:
+        """The shared hash tag (with its braces): every key a commit changes at once."""
+        return f"{{{self.prefix}}}"
+
+    def shard(self, shard: int) -> str:
+        """The hash tag of user shard ``shard`` (with its braces)."""
+        return f"{{{self.prefix}:u{shard}}}"
+
+    # -- under the shared tag --------------------------------------------------------
+    @property
     def meta(self) -> str:
         """Hash: the schema and record layout, and the model's global state (binary fields)."""
-        return f"{self.prefix}:meta"
+        return f"{self.shared}:meta"
 
     def table(self, name: str) -> str:
-        """Hash: entity id -> record bytes of model table ``name`` (users, items, ...)."""
-        return f"{self.prefix}:t:{name}"
+        """Hash: entity id -> record bytes of shared model table ``name`` (items, ...)."""
+        return f"{self.shared}:t:{name}"
 
     def registry(self, name: str) -> str:
         """List: the ids of table ``name`` in row order (row r holds element r)."""
-        return f"{self.prefix}:reg:{name}"
+        return f"{self.shared}:reg:{name}"
 
     def registry_index(self, name: str) -> str:
         """Hash: id -> row of table ``name`` (the registry's index)."""
-        return f"{self.prefix}:reg-index:{name}"
+        return f"{self.shared}:reg-index:{name}"
 
     @property
     def generation(self) -> str:
         """String: how many commits the state has taken (a writer in sync with it may write
-        shared rows as they are)."""
-        return f"{self.prefix}:generation"
-
-    @property
-    def user_events(self) -> str:
-        """Hash: user id -> events applied (the exactly-once checker's counters)."""
-        return f"{self.prefix}:user-events"
+        shared rows as they are; an outbox entry is numbered by its commit's generation)."""
+        return f"{self.shared}:generation"
 
     @property
     def item_events(self) -> str:
         """Hash: item id -> events applied (also the item's popularity)."""
-        return f"{self.prefix}:item-events"
-
-    @property
-    def versions(self) -> str:
-        """Hash: user id -> version of the user's latest published list."""
-        return f"{self.prefix}:versions"
+        return f"{self.shared}:item-events"
 
     @property
     def offsets(self) -> str:
         """Hash: "topic:partition" -> next offset to apply."""
-        return f"{self.prefix}:offsets"
-
-    def seen(self, user_id: str) -> str:
-        """List: the items the user consumed, oldest first (capped)."""
-        return f"{self.prefix}:seen:{user_id}"
+        return f"{self.shared}:offsets"
 
     def epoch(self, partition: str) -> str:
         """String: the claim counter of "topic:partition" (one key each, so that a claim on
         one partition never fences a commit of another)."""
-        return f"{self.prefix}:epoch:{partition}"
+        return f"{self.shared}:epoch:{partition}"
 
     def dedup(self, partition: str) -> str:
         """Sorted set: event ids of the partition's de-duplication window, scored by offset."""
-        return f"{self.prefix}:dedup:{partition}"
+        return f"{self.shared}:dedup:{partition}"
+
+    def outbox(self, shard: int) -> str:
+        """Sorted set: the users' changes committed for ``shard`` and not yet known to be
+        applied there, each scored by its commit's generation."""
+        return f"{self.shared}:outbox:{shard}"
+
+    # -- under a user shard's tag -----------------------------------------------------
+    def users(self, shard: int) -> str:
+        """Hash: user id -> record bytes, of the shard's users."""
+        return f"{self.shard(shard)}:t:users"
+
+    def user_events(self, shard: int) -> str:
+        """Hash: user id -> events applied (the exactly-once checker's counters)."""
+        return f"{self.shard(shard)}:user-events"
+
+    def versions(self, shard: int) -> str:
+        """Hash: user id -> version of the user's latest published list."""
+        return f"{self.shard(shard)}:versions"
+
+    def applied(self, shard: int) -> str:
+        """String: the generation of the last outbox entry applied to the shard."""
+        return f"{self.shard(shard)}:applied"
+
+    def seen(self, user_id: str) -> str:
+        """List: the items the user consumed, oldest first (capped)."""
+        return f"{self.shard(user_shard(user_id))}:seen:{user_id}"
 
     def recommendation(self, user_id: str) -> str:
         """String: the user's latest recommendation message (JSON)."""
-        return f"{self.prefix}:rec:{user_id}"
+        return f"{self.shard(user_shard(user_id))}:rec:{user_id}"

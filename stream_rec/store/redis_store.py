@@ -1,21 +1,32 @@
-"""The model state in Redis: one MULTI/EXEC per commit, rows as bytes records in hashes.
+"""The model state in Redis (one server or a Redis Cluster): rows as bytes records in
+hashes, one MULTI/EXEC per commit on the shared hash tag, then one idempotent script per
+user shard (see :mod:`stream_rec.store.keys` for the layout).
 
 A commit WATCHes the generation and its partitions' epochs, reads what it must (the
 stored offsets; the stored shared rows when another writer committed since this one's
-sync), and writes everything in one MULTI/EXEC that also moves the generation on; if a
-watched key moved meanwhile, it starts over (unless an epoch moved: then it is fenced).
+sync), and writes in one MULTI/EXEC: the shared rows, offsets and windows, and for each
+user shard its users' changes as an outbox entry numbered by the commit's generation. If
+a watched key moved meanwhile, it starts over (unless an epoch moved: then it is fenced).
+Once the transaction is in, each touched shard takes its pending entries, in generation
+order, in one script that skips those at or below the shard's watermark - so a crash or
+a lost reply between the two steps leaves entries that the next commit on the shard, a
+load or ``stats`` applies, and never applies one twice.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import struct
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.typing import EncodableT, FieldT
 
 from stream_rec.config import RedisSettings
+from stream_rec.faults import crash_point
 from stream_rec.model import SHARED_TABLES, TABLES, ModelDelta, TableRows
 from stream_rec.store.base import (
     Checkpoint,
@@ -27,11 +38,11 @@ from stream_rec.store.base import (
     StoreStats,
     StoreUnavailable,
 )
-from stream_rec.store.keys import KeySpace
+from stream_rec.store.keys import USER_SHARDS, KeySpace, user_shard
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 _SCAN_COUNT = 2_000
 _COMMIT_ATTEMPTS = 20
 # KEYS: the registry list and its index hash; ARGV: known, then the ids to register.
@@ -45,13 +56,74 @@ for n = 2, #ARGV do
 end
 return redis.call('LRANGE', KEYS[1], known, -1)
 """
+# KEYS: a shard's users, user-events and versions hashes and its watermark; ARGV: the
+# shard's tag, then entries in generation order, each its generation, its field count
+# and its fields (see _shard_changes). An entry at or below the watermark was applied
+# already: it is skipped.
+_APPLY = """
+local tag = ARGV[1]
+local function apply(j)
+  local n = tonumber(ARGV[j]); j = j + 1
+  for _ = 1, n do
+    redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1])
+    redis.call('HSET', KEYS[2], ARGV[j], ARGV[j + 2])
+    j = j + 3
+  end
+  n = tonumber(ARGV[j]); j = j + 1
+  for _ = 1, n do
+    redis.call('HSET', KEYS[3], ARGV[j], ARGV[j + 1]); j = j + 2
+  end
+  local cap = tonumber(ARGV[j]); n = tonumber(ARGV[j + 1]); j = j + 2
+  for _ = 1, n do
+    local key = tag .. ':seen:' .. ARGV[j]
+    local last = j + 1 + tonumber(ARGV[j + 1]); j = j + 2
+    while j <= last do
+      local upto = math.min(j + 999, last)
+      redis.call('RPUSH', key, unpack(ARGV, j, upto))
+      j = upto + 1
+    end
+    redis.call('LTRIM', key, -cap, -1)
+  end
+  local ttl = tonumber(ARGV[j]); n = tonumber(ARGV[j + 1]); j = j + 2
+  for _ = 1, n do
+    local key = tag .. ':rec:' .. ARGV[j]
+    if ttl > 0 then
+      redis.call('SET', key, ARGV[j + 1], 'EX', ttl)
+    else
+      redis.call('SET', key, ARGV[j + 1])
+    end
+    j = j + 2
+  end
+end
+local applied = tonumber(redis.call('GET', KEYS[4]) or '0')
+local i = 2
+while i <= #ARGV do
+  local generation = tonumber(ARGV[i])
+  if generation > applied then
+    apply(i + 2)
+    applied = generation
+  end
+  i = i + 2 + tonumber(ARGV[i + 1])
+end
+redis.call('SET', KEYS[4], applied)
+return applied
+"""
 _GLOBAL = "g:"
-_COUNTED = {"users": "user_events", "items": "item_events"}
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MovedError,  # a slot moved under a script sent to its old node
+)
 _T = TypeVar("_T")
 
 
 class RedisStore:
-    """A :class:`~stream_rec.store.base.StateStore` on one Redis server.
+    """A :class:`~stream_rec.store.base.StateStore` on one Redis server or a Redis Cluster
+    (a ``redis+cluster://`` or ``rediss+cluster://`` URL naming any of its nodes).
 
     The client is created in :meth:`start`. Connection failures surface as
     :class:`StoreUnavailable`, so that callers retry without knowing about Redis.
@@ -68,8 +140,11 @@ class RedisStore:
         self._password = password
         self._socket_timeout = socket_timeout
         self.keys = KeySpace(key_prefix)
-        self._client: redis.Redis | None = None
+        self._client: redis.Redis | redis.RedisCluster | None = None
         self._register: Any = None
+        self._trim: dict[int, int] = {}
+        """shard -> the watermark last applied there: its outbox entries up to it go
+        with the next commit."""
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> RedisStore:
@@ -78,19 +153,28 @@ class RedisStore:
         return cls(settings.url, settings.key_prefix, password, settings.socket_timeout_seconds)
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> Any:
+        """The redis-py client (``redis.Redis`` or ``redis.RedisCluster``)."""
         if self._client is None:
             raise RuntimeError("RedisStore.start() has not been called")
         return self._client
 
+    @property
+    def is_cluster(self) -> bool:
+        return urlsplit(self._url).scheme in _CLUSTER_SCHEMES
+
     def start(self) -> None:
-        self._client = redis.Redis.from_url(
-            self._url,
-            password=self._password,
-            socket_timeout=self._socket_timeout,
-            socket_connect_timeout=self._socket_timeout,
-            health_check_interval=30,
-        )
+        options: dict[str, Any] = {
+            "password": self._password,
+            "socket_timeout": self._socket_timeout,
+            "socket_connect_timeout": self._socket_timeout,
+        }
+        parts = urlsplit(self._url)
+        if parts.scheme in _CLUSTER_SCHEMES:
+            url = urlunsplit(parts._replace(scheme=_CLUSTER_SCHEMES[parts.scheme]))
+            self._client = self._call(lambda: redis.RedisCluster.from_url(url, **options))
+        else:
+            self._client = redis.Redis.from_url(self._url, health_check_interval=30, **options)
         self._register = self._client.register_script(_REGISTER)
         self.ping()
 
@@ -134,7 +218,7 @@ class RedisStore:
                 pipe.incr(self.keys.epoch(partition))
             return dict(zip(partitions, (int(v) for v in pipe.execute()), strict=True))
 
-        return self._call(incr)
+        return self._call(incr) if partitions else {}
 
     def offsets(self) -> dict[str, int]:
         return _int_map(self._call(lambda: self.client.hgetall(self.keys.offsets)))
@@ -144,18 +228,24 @@ class RedisStore:
         return None if value is None else _bytes(value)
 
     def stats(self) -> StoreStats:
+        """The counters once every pending outbox entry is applied (which a crash between
+        a commit and its shards' step may have left)."""
+
         def read() -> StoreStats:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hvals(self.keys.user_events)
-            pipe.hvals(self.keys.item_events)
-            pipe.hlen(self.keys.table("users"))
-            pipe.hlen(self.keys.table("items"))
-            pipe.hgetall(self.keys.offsets)
-            user_counts, item_counts, users, items, offsets = pipe.execute()
+            self._settle(range(USER_SHARDS))
+            keys = self.keys
+            pipe = self.client.pipeline(transaction=False)
+            for shard in range(USER_SHARDS):
+                pipe.hvals(keys.user_events(shard))
+                pipe.hlen(keys.users(shard))
+            pipe.hvals(keys.item_events)
+            pipe.hlen(keys.table("items"))
+            pipe.hgetall(keys.offsets)
+            *by_shard, item_counts, items, offsets = pipe.execute()
             return StoreStats(
-                applied_events=sum(int(v) for v in user_counts),
+                applied_events=sum(int(v) for counts in by_shard[::2] for v in counts),
                 item_events_sum=sum(int(v) for v in item_counts),
-                users=int(users),
+                users=sum(int(n) for n in by_shard[1::2]),
                 items=int(items),
                 partition_offsets=_int_map(offsets),
             )
@@ -167,6 +257,7 @@ class RedisStore:
         partitions = sorted(cp.epochs)
         epoch_keys = [keys.epoch(p) for p in partitions]
         offset_fields = sorted(cp.offsets)
+        changes = _shard_changes(cp)
         pipe: Any  # redis-py's Pipeline.watch is untyped
         with self.client.pipeline(transaction=True) as pipe:
             for _ in range(_COMMIT_ATTEMPTS):
@@ -174,7 +265,7 @@ class RedisStore:
                     # Optimistic: EXEC fails if the generation or an epoch moves before it.
                     pipe.watch(keys.generation, *epoch_keys)
                     if partitions:
-                        _check_epochs(cp, partitions, pipe.mget(epoch_keys))
+                        _check_epochs(cp, partitions, [pipe.get(k) for k in epoch_keys])
                     if offset_fields and all(
                         stored is not None and int(stored) >= cp.offsets[f]
                         for f, stored in zip(
@@ -182,22 +273,100 @@ class RedisStore:
                         )
                     ):
                         pipe.reset()  # an earlier attempt landed; its reply was lost
+                        self._settle(changes)
                         return CommitOutcome(self.generation(), replayed=True)
                     generation = int(pipe.get(keys.generation) or 0)
                     model, rebased = cp.model, None
                     if cp.rebase is not None and cp.generation != generation:
                         model = rebased = cp.rebase(model, *self._stored_shared(pipe, model))
                     pipe.multi()
-                    self._queue_writes(pipe, cp, model)
+                    self._queue_shared_writes(pipe, cp, model)
+                    entries = {
+                        shard: [str(generation + 1).encode(), *fields]
+                        for shard, fields in changes.items()
+                    }
+                    for shard, entry in entries.items():
+                        # The entries of earlier commits still pending there, then its own.
+                        pipe.zrangebyscore(keys.outbox(shard), "-inf", generation)
+                        pipe.zadd(keys.outbox(shard), {_frame(entry): generation + 1})
+                    trims = len(self._trim)
+                    for shard, applied in self._trim.items():
+                        pipe.zremrangebyscore(keys.outbox(shard), "-inf", applied)
                     pipe.incr(keys.generation)
-                    return CommitOutcome(int(pipe.execute()[-1]), rebased)
+                    replies = pipe.execute()
+                    break
                 except redis.WatchError:
                     # Another commit came first - or the connection failed while watching
                     # (redis-py says WatchError for both): a moved epoch means fenced.
                     pipe.reset()
                     if partitions:
                         _check_epochs(cp, partitions, self.client.mget(epoch_keys))
-        raise StoreUnavailable(f"{_COMMIT_ATTEMPTS} attempts to commit met concurrent commits")
+            else:
+                raise StoreUnavailable(
+                    f"{_COMMIT_ATTEMPTS} attempts to commit met concurrent commits"
+                )
+        self._trim = {}
+        crash_point("after-exec")
+        outboxes = replies[-1 - trims - 2 * len(entries) : -1 - trims]
+        self._apply(
+            {
+                shard: [*map(_unframe, outboxes[2 * n]), entry]
+                for n, (shard, entry) in enumerate(entries.items())
+            }
+        )
+        return CommitOutcome(int(replies[-1]), rebased)
+
+    def _settle(self, shards: Iterable[int]) -> None:
+        """Apply every pending outbox entry of ``shards`` (idempotent: anyone may)."""
+        shards = list(shards)
+        pipe = self.client.pipeline(transaction=False)
+        for shard in shards:
+            pipe.zrange(self.keys.outbox(shard), 0, -1)
+        self._apply(
+            {
+                shard: [_unframe(blob) for blob in framed]
+                for shard, framed in zip(shards, pipe.execute(), strict=True)
+                if framed
+            }
+        )
+
+    def _apply(self, pending: dict[int, list[list[bytes]]]) -> None:
+        """Run each shard's entries (each its fields, generation first, in generation
+        order) through the apply script; remember each shard's watermark, up to which the
+        next commit trims."""
+        if not pending:
+            return
+        keys = self.keys
+        calls: dict[str, tuple[Any, list[int]]] = {}  # node -> (its pipeline, its shards)
+        for shard, framed in pending.items():
+            args: list[bytes | str] = [keys.shard(shard)]
+            for fields in framed:
+                args += [fields[0], str(len(fields) - 1), *fields[1:]]
+            shard_keys = [
+                keys.users(shard),
+                keys.user_events(shard),
+                keys.versions(shard),
+                keys.applied(shard),
+            ]
+            pipe, shards = self._node_pipeline(shard_keys[0], calls)
+            pipe.eval(_APPLY, len(shard_keys), *shard_keys, *args)
+            shards.append(shard)
+        for pipe, shards in calls.values():
+            for shard, applied in zip(shards, pipe.execute(), strict=True):
+                self._trim[shard] = int(applied)
+
+    def _node_pipeline(
+        self, key: str, calls: dict[str, tuple[Any, list[int]]]
+    ) -> tuple[Any, list[int]]:
+        """A plain pipeline to the server holding ``key`` (redis-py's cluster pipeline
+        sends no scripts): one per node of a cluster, one in all on one server."""
+        if not self.is_cluster:
+            return calls.setdefault("", (self.client.pipeline(transaction=False), []))
+        node = self.client.get_node_from_key(key)
+        if node.name not in calls:
+            server = self.client.get_redis_connection(node)
+            calls[node.name] = (server.pipeline(transaction=False), [])
+        return calls[node.name]
 
     def _stored_shared(
         self, pipe: Any, model: ModelDelta
@@ -212,25 +381,13 @@ class RedisStore:
         meta = {_text(k): _bytes(v) for k, v in pipe.hgetall(self.keys.meta).items()}
         return stored, _globals(meta)
 
-    def _queue_writes(self, pipe: Any, cp: Checkpoint, model: ModelDelta) -> None:
+    def _queue_shared_writes(self, pipe: Any, cp: Checkpoint, model: ModelDelta) -> None:
         keys = self.keys
         for name, rows in model.tables.items():
-            if rows.ids:
+            if rows.ids and name in SHARED_TABLES:
                 pipe.hset(keys.table(name), mapping=_mapping(rows.ids, rows.records))
-                if name in _COUNTED:
-                    counters = getattr(keys, _COUNTED[name])
-                    pipe.hset(counters, mapping=_mapping(rows.ids, rows.counts))
-        for user_id, item_ids in cp.seen.items():
-            if item_ids:
-                pipe.rpush(keys.seen(user_id), *item_ids)
-                pipe.ltrim(keys.seen(user_id), -cp.seen_cap, -1)
-        ttl = cp.list_ttl_seconds or None
-        for user_id, message in cp.lists.items():
-            pipe.set(keys.recommendation(user_id), message, ex=ttl)
-        if cp.versions:
-            pipe.hset(
-                keys.versions, mapping=_mapping(list(cp.versions), list(cp.versions.values()))
-            )
+                if name == "items":
+                    pipe.hset(keys.item_events, mapping=_mapping(rows.ids, rows.counts))
         meta: dict[FieldT, EncodableT] = {"schema": SCHEMA_VERSION, "layout": cp.layout}
         meta.update({_GLOBAL + name: value for name, value in model.globals.items()})
         pipe.hset(keys.meta, mapping=meta)
@@ -246,12 +403,17 @@ class RedisStore:
         client = self.client
         generation = int(client.get(self.keys.generation) or 0)  # first: a commit moves it
         meta = self._meta(layout)
-        tables = {name: self._load_table(name) for name in TABLES}
+        self._settle(range(USER_SHARDS))
+        tables = {name: self._load_table(name) for name in SHARED_TABLES}
+        tables["users"] = self._load_users()
         offsets = _int_map(client.hgetall(self.keys.offsets))
+        versions: dict[str, int] = {}
+        for shard in range(USER_SHARDS):
+            versions.update(_int_map(dict(self._scan_hash(self.keys.versions(shard)))))
         return StateSnapshot(
-            model=ModelDelta(tables, _globals(meta)),
+            model=ModelDelta({name: tables[name] for name in TABLES}, _globals(meta)),
             seen=self._load_seen(tables["users"].ids),
-            versions=_int_map(dict(self._scan_hash(self.keys.versions))),
+            versions=versions,
             offsets=offsets,
             dedup={p: self._load_dedup(p) for p in offsets},
             registry=self._load_registry(),  # last: it numbers every row read before it
@@ -270,6 +432,8 @@ class RedisStore:
         """The meta hash, checked against this schema and ``layout``."""
         meta = {_text(k): _bytes(v) for k, v in self.client.hgetall(self.keys.meta).items()}
         schema = meta.get("schema")
+        if schema is None and self.client.exists(f"{self.keys.prefix}:meta"):
+            schema = b"4 or older"  # before the cluster layout, the meta key had no tag
         if schema is not None and schema.decode() != SCHEMA_VERSION:
             raise StoreStateMismatch(
                 f"Redis prefix {self.keys.prefix!r} holds state of schema {schema.decode()}; this "
@@ -289,13 +453,19 @@ class RedisStore:
         return [(_text(event_id), int(offset)) for event_id, offset in pairs]
 
     def _load_table(self, name: str) -> TableRows:
+        """A shared table, with the item counters for items."""
         # SCAN may return a field twice while the hash rehashes: a dict keeps one.
         records = dict(self._scan_hash(self.keys.table(name)))
-        ids = [_text(k) for k in records]
+        counts = dict(self._scan_hash(self.keys.item_events)) if name == "items" else {}
+        return _rows(records, counts)
+
+    def _load_users(self) -> TableRows:
+        records: dict[bytes, bytes] = {}
         counts: dict[bytes, bytes] = {}
-        if name in _COUNTED:
-            counts = dict(self._scan_hash(getattr(self.keys, _COUNTED[name])))
-        return TableRows(ids, list(records.values()), [int(counts.get(k, 0)) for k in records])
+        for shard in range(USER_SHARDS):
+            records.update(self._scan_hash(self.keys.users(shard)))
+            counts.update(self._scan_hash(self.keys.user_events(shard)))
+        return _rows(records, counts)
 
     def _load_seen(self, user_ids: list[str]) -> dict[str, list[str]]:
         seen: dict[str, list[str]] = {}
@@ -315,8 +485,79 @@ class RedisStore:
     def _call(self, fn: Callable[[], _T]) -> _T:
         try:
             return fn()
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis unreachable: {type(exc).__name__}: {exc}") from exc
+
+
+def _shard_changes(cp: Checkpoint) -> dict[int, list[bytes]]:
+    """The checkpoint's user changes cut by shard, each as the fields of an outbox entry
+    (after its generation): its users (id, record, counter), versions (id, version), seen
+    items (cap, then user, count, items) and lists (ttl, then user, message)."""
+    users: dict[int, list[bytes]] = defaultdict(list)
+    versions: dict[int, list[bytes]] = defaultdict(list)
+    seen: dict[int, list[bytes]] = defaultdict(list)
+    lists: dict[int, list[bytes]] = defaultdict(list)
+    rows = cp.model.tables.get("users")
+    if rows is not None:
+        for user_id, record, count in zip(rows.ids, rows.records, rows.counts, strict=True):
+            users[user_shard(user_id)] += [user_id.encode(), record, str(count).encode()]
+    for user_id, version in cp.versions.items():
+        versions[user_shard(user_id)] += [user_id.encode(), str(version).encode()]
+    for user_id, item_ids in cp.seen.items():
+        if item_ids:
+            seen[user_shard(user_id)] += [
+                user_id.encode(),
+                str(len(item_ids)).encode(),
+                *(i.encode() for i in item_ids),
+            ]
+    for user_id, message in cp.lists.items():
+        lists[user_shard(user_id)] += [user_id.encode(), message]
+    cap, ttl = str(cp.seen_cap).encode(), str(cp.list_ttl_seconds).encode()
+    changes: dict[int, list[bytes]] = {}
+    for shard in sorted({*users, *versions, *seen, *lists}):
+        changes[shard] = [
+            str(len(users[shard]) // 3).encode(), *users[shard],
+            str(len(versions[shard]) // 2).encode(), *versions[shard],
+            cap, str(_count_seen(seen[shard])).encode(), *seen[shard],
+            ttl, str(len(lists[shard]) // 2).encode(), *lists[shard],
+        ]  # fmt: skip
+    return changes
+
+
+def _count_seen(fields: list[bytes]) -> int:
+    """How many users a seen section (user, count, items...) holds."""
+    users, j = 0, 0
+    while j < len(fields):
+        users, j = users + 1, j + 2 + int(fields[j + 1])
+    return users
+
+
+def _frame(fields: list[bytes]) -> bytes:
+    """Fields as one byte string: their count and lengths (uint32 each), then the fields.
+
+    >>> _unframe(_frame([b"7", b"", b"\\x00ab"]))
+    [b'7', b'', b'\\x00ab']
+    """
+    return struct.pack(f"<I{len(fields)}I", len(fields), *map(len, fields)) + b"".join(fields)
+
+
+def _unframe(blob: bytes | str) -> list[bytes]:
+    blob = _bytes(blob)
+    (n,) = struct.unpack_from("<I", blob)
+    lengths = struct.unpack_from(f"<{n}I", blob, 4)
+    fields, at = [], 4 + 4 * n
+    for length in lengths:
+        fields.append(blob[at : at + length])
+        at += length
+    return fields
+
+
+def _rows(records: dict[bytes, bytes], counts: dict[bytes, bytes]) -> TableRows:
+    return TableRows(
+        [_text(k) for k in records],
+        list(records.values()),
+        [int(counts.get(k, 0)) for k in records],
+    )
 
 
 def _check_epochs(cp: Checkpoint, partitions: list[str], current: Any) -> None:

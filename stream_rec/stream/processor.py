@@ -37,10 +37,10 @@ from stream_rec.events import (
     decode_event,
     decode_profile,
 )
+from stream_rec.faults import crash_point
 from stream_rec.metrics import WorkerMetrics
 from stream_rec.model import KIND_NAMES, AppliedBatch, HybridModel, InteractionBatch
 from stream_rec.store import Checkpoint, CommitOutcome, StateStore, StoreUnavailable
-from stream_rec.stream.faults import crash_point
 from stream_rec.stream.ledger import PartitionLedger, partition_key
 from stream_rec.stream.lists import list_message
 from stream_rec.stream.profiles import apply_profiles

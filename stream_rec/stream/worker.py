@@ -29,10 +29,10 @@ from kafka.errors import (
 from prometheus_client import CollectorRegistry, start_http_server
 
 from stream_rec.config import Settings
+from stream_rec.faults import crash_point
 from stream_rec.metrics import WorkerMetrics
 from stream_rec.model import HybridModel
 from stream_rec.store import RedisStore, StateStore, StoreFenced, StoreUnavailable
-from stream_rec.stream.faults import crash_point
 from stream_rec.stream.kafka_io import (
     KafkaSink,
     ensure_topics,

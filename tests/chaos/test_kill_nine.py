@@ -42,7 +42,7 @@ def test_twenty_kills_lose_nothing_and_apply_nothing_twice(
     events = list(SyntheticWorld.create(n_users=2_000, n_items=1_500, seed=17).events(EVENTS))
     produce_events(settings, events)
     rng = random.Random(20261203)
-    plan = ["after-commit"] * 7 + ["after-flush"] * 6 + ["kill"] * 7
+    plan = ["after-commit"] * 5 + ["after-exec"] * 5 + ["after-flush"] * 5 + ["kill"] * 5
     rng.shuffle(plan)
     log = tmp_path / "workers.log"
     started = time.monotonic()

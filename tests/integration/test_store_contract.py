@@ -1,4 +1,5 @@
-"""One behaviour suite for every StateStore: the Redis store and its in-memory twin."""
+"""One behaviour suite for every StateStore: the Redis store on one server and on a 3-node
+Redis Cluster, and its in-memory twin."""
 
 from __future__ import annotations
 
@@ -18,15 +19,18 @@ from stream_rec.store import (
     StoreStateMismatch,
     StoreUnavailable,
 )
+from stream_rec.store.keys import USER_SHARDS
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def store(request: pytest.FixtureRequest, unique: str) -> Iterator[StateStore]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    redis_server: Any = request.getfixturevalue("redis_server")
-    real = RedisStore(redis_server.url, unique)
+    server: Any = request.getfixturevalue(
+        {"redis": "redis_server"}.get(request.param, "redis_cluster")
+    )
+    real = RedisStore(server.url, unique)
     real.start()
     try:
         yield real
@@ -220,3 +224,38 @@ def test_stored_lists_expire(redis_server: Any, unique: str) -> None:
         assert 0 < int(ttl) <= 60
     finally:
         real.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
+def test_user_changes_a_crash_left_in_the_outbox_are_applied_once(
+    kind: str, request: pytest.FixtureRequest, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that dies between a commit's transaction and its user shards' step leaves
+    the users' changes in the outbox: the next commit on a shard, a load or the stats
+    apply them there - once, however many of them come by."""
+    server: Any = request.getfixturevalue({"redis": "redis_server"}.get(kind, "redis_cluster"))
+    crashed, later = RedisStore(server.url, unique), RedisStore(server.url, unique)
+    crashed.start()
+    later.start()
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(crashed, "_apply", lambda pending: None)  # dies right after EXEC
+            crashed.commit(_checkpoint(["u1", "u2", "u3"], ["i1"], 1, 5))
+        assert later.recommendation("u1") is None  # not in its shard yet
+        assert later.load(LAYOUT).versions == {"u1": 5, "u2": 5, "u3": 5}  # the load applies
+        later.commit(_checkpoint(["u1"], ["i1"], 2, 6))  # its shard takes both entries
+        crashed.commit(_checkpoint(["u4"], ["i1"], 3, 7))
+        for store in (later, crashed):
+            stats = store.stats()
+            assert (stats.applied_events, stats.users) == (1 + 2 + 3 + 1, 4)  # counts as given
+            snapshot = store.load(LAYOUT)
+            assert snapshot.seen == {"u1": ["i1", "i1"], "u2": ["i1"], "u3": ["i1"], "u4": ["i1"]}
+            assert snapshot.versions == {"u1": 6, "u2": 5, "u3": 5, "u4": 7}
+        assert later.recommendation("u2") == b'{"user_id":"u2"}'
+        outboxes = [later.client.zcard(later.keys.outbox(s)) for s in range(USER_SHARDS)]
+        later.commit(_checkpoint(["u5"], ["i1"], 4, 8))  # trims what it applied before
+        after = [later.client.zcard(later.keys.outbox(s)) for s in range(USER_SHARDS)]
+        assert sum(after) < sum(outboxes), (outboxes, after)
+    finally:
+        crashed.close()
+        later.close()

@@ -3,6 +3,7 @@
 ``STREAM_REC_CRASH_AT="after-commit:3"`` makes the 3rd pass through the point
 ``after-commit`` end the process at once (``os._exit``: no cleanup, as kill -9 would).
 Points: ``after-flush`` (lists and dead letters sent, state not yet written),
+``after-exec`` (the commit's transaction is in Redis, its user shards' step not yet run),
 ``after-commit`` (state written to Redis, offsets not yet committed to Kafka). Unset, a
 point costs one comparison.
 """

@@ -1,5 +1,13 @@
-"""Batched top-k over all items: a float32 matmul per block of users, then a compiled pass
-per user that blends in the session scores, masks excluded items and selects the best k.
+"""Batched top-k over all items: a float32 matmul per tile of users x items, then a
+compiled pass per user that blends in the session scores, masks excluded items and
+selects the best k.
+
+The item bias rides in the matmul (a column of ones on the users' side, the biases on the
+items'), so no separate pass adds it. Without a session, tiles are
+:data:`USER_BLOCK` users by as many items as keep the tile under
+:data:`SCRATCH_FLOATS`: big enough a matmul for BLAS to run near its peak, small enough
+for its scores to stay in cache for the selection. The session blend needs each user's
+scores over all items (their spread), so with a session a tile spans the catalogue.
 
 Blend: score(c) = f(c) + session_weight * (std_f / std_s) * s(c), where f is the factor
 score (u.q_c + c_c) and s the sparse session score; std_f and std_s are their standard
@@ -17,8 +25,10 @@ import numpy.typing as npt
 from stream_rec.model._jit import compiled
 from stream_rec.model.session import session_scores
 
-SCRATCH_FLOATS = 4_000_000
-"""Scores computed at once: the users of a block times all items stay under this."""
+SCRATCH_FLOATS = 1_000_000
+"""Scores computed at once: a tile's users times its items stay under this (4 MB)."""
+USER_BLOCK = 256
+"""Users of a tile when the items are tiled too (no session)."""
 
 
 class SessionQuery(NamedTuple):
@@ -86,18 +96,21 @@ def _blend(
 def _select(
     scores: npt.NDArray[np.float32],
     first: int,
+    offset: int,
     exclude_indptr: npt.NDArray[np.int64],
     exclude_indices: npt.NDArray[np.int64],
     top_items: npt.NDArray[np.int64],
     top_scores: npt.NDArray[np.float32],
 ) -> None:
-    """Mask excluded items and keep each row's best k (sorted; ties: lower index first)."""
+    """Mask excluded items and merge each row's best into the user's k best so far
+    (sorted; ties: lower index first). Row b is user ``first + b``; column c is item
+    ``offset + c``."""
     m, n = scores.shape
     k = top_items.shape[1]
     for b in range(m):
         r = first + b
         for t in range(exclude_indptr[r], exclude_indptr[r + 1]):
-            c = exclude_indices[t]
+            c = exclude_indices[t] - offset
             if 0 <= c < n:
                 scores[b, c] = -np.inf
         worst = top_scores[r, k - 1]
@@ -110,7 +123,7 @@ def _select(
                     top_items[r, p] = top_items[r, p - 1]
                     p -= 1
                 top_scores[r, p] = s
-                top_items[r, p] = c
+                top_items[r, p] = offset + c
                 worst = top_scores[r, k - 1]
 
 
@@ -125,8 +138,14 @@ def blended_scores(
 
     ``first`` is the position of ``user_vectors[0]`` in ``session.recent``.
     """
-    scores = user_vectors @ item_vectors.T
-    scores += item_bias
+    scores = _with_ones(user_vectors) @ _with_bias(item_vectors, item_bias).T
+    _blend_session(scores, session, first)
+    return scores
+
+
+def _blend_session(
+    scores: npt.NDArray[np.float32], session: SessionQuery | None, first: int
+) -> None:
     if session is not None:
         _blend(
             scores,
@@ -138,7 +157,23 @@ def blended_scores(
             session.decay,
             session.weight,
         )
-    return scores
+
+
+def _with_ones(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``vectors`` with a last column of ones (it takes up the items' biases)."""
+    out = np.ones((vectors.shape[0], vectors.shape[1] + 1), np.float32)
+    out[:, :-1] = vectors
+    return out
+
+
+def _with_bias(
+    vectors: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """``vectors`` with a last column of their biases."""
+    out = np.empty((vectors.shape[0], vectors.shape[1] + 1), np.float32)
+    out[:, :-1] = vectors
+    out[:, -1] = bias
+    return out
 
 
 def top_k(
@@ -170,9 +205,20 @@ def top_k(
     top_scores = np.full((m, k), -np.inf, np.float32)
     if n == 0 or m == 0:
         return top_items, top_scores
-    block = max(1, SCRATCH_FLOATS // n)
+    users, items = _with_ones(user_vectors), _with_bias(item_vectors, item_bias)
+    if session is None:
+        block = min(m, USER_BLOCK)
+        span = max(1, SCRATCH_FLOATS // block)
+    else:  # the blend needs whole rows
+        block = max(1, min(m, SCRATCH_FLOATS // n))
+        span = n
+    scratch = np.empty(block * min(span, n), np.float32)
     for first in range(0, m, block):
         stop = min(first + block, m)
-        scores = blended_scores(user_vectors[first:stop], item_vectors, item_bias, session, first)
-        _select(scores, first, exclude_indptr, exclude_indices, top_items, top_scores)
+        for start in range(0, n, span):
+            end = min(start + span, n)
+            scores = scratch[: (stop - first) * (end - start)].reshape(stop - first, end - start)
+            np.matmul(users[first:stop], items[start:end].T, out=scores)
+            _blend_session(scores, session, first)
+            _select(scores, first, start, exclude_indptr, exclude_indices, top_items, top_scores)
     return top_items, top_scores

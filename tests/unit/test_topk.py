@@ -27,12 +27,15 @@ def _reference(
 
 
 @pytest.mark.parametrize(
-    ("n_items", "scratch"), [(50, 4_000_000), (10_000, 4_000_000), (1_000, 5_000)]
+    ("n_items", "scratch", "user_block"),
+    [(50, 4_000_000, 256), (10_000, 1_000_000, 256), (1_000, 5_000, 256), (1_000, 700, 16)],
 )
 def test_matches_brute_force_with_exclusions(
-    n_items: int, scratch: int, monkeypatch: pytest.MonkeyPatch
+    n_items: int, scratch: int, user_block: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(topk, "SCRATCH_FLOATS", scratch)  # 5_000: blocks of 5 users
+    # 5_000 floats: tiles of 64 users x 78 items; 700 and 16: 4 blocks of users x 43 items
+    monkeypatch.setattr(topk, "SCRATCH_FLOATS", scratch)
+    monkeypatch.setattr(topk, "USER_BLOCK", user_block)
     rng = np.random.default_rng(n_items)
     users = rng.normal(size=(64, 16)).astype(np.float32)
     items = rng.normal(size=(n_items, 16)).astype(np.float32)
@@ -92,3 +95,27 @@ def test_the_session_blend_is_the_sum_of_both_z_scores() -> None:
     ) / sparse.std()
     assert np.argsort(-scores[0]).tolist()[:20] == np.argsort(-z).tolist()[:20]
     np.testing.assert_allclose(scores[1], factor[1], rtol=1e-6)  # no session: factors alone
+
+
+def test_with_a_session_the_list_follows_the_blended_scores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a session, tiles span the catalogue (the blend needs whole rows): the lists
+    are the best of :func:`blended_scores`, also when the users come in several blocks."""
+    monkeypatch.setattr(topk, "SCRATCH_FLOATS", 900)  # blocks of 3 users over 300 items
+    rng = np.random.default_rng(5)
+    n, m = 300, 8
+    users = rng.normal(size=(m, 4)).astype(np.float32)
+    items = rng.normal(size=(n, 4)).astype(np.float32)
+    bias = rng.normal(size=n).astype(np.float32)
+    neighbours = rng.integers(0, n, size=(n, 6)).astype(np.int32)
+    weights = rng.random(size=(n, 6)).astype(np.float32)
+    recent = rng.integers(0, n, size=(m, 3)).astype(np.int32)
+    session = topk.SessionQuery(recent, neighbours, weights, np.ones(n, np.float32), 0.8, 0.5)
+    excluded = [sorted(set(rng.integers(0, n, 10).tolist())) for _ in range(m)]
+    rows, scores = top_k(users, items, bias, *_csr(excluded), k=10, session=session)
+    full = topk.blended_scores(users, items, bias, session)
+    for r in range(m):
+        order = [int(i) for i in np.argsort(-full[r], kind="stable") if i not in excluded[r]]
+        assert rows[r].tolist() == order[:10]
+    np.testing.assert_allclose(scores, np.take_along_axis(full, rows, axis=1), rtol=1e-5)

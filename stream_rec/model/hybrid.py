@@ -497,6 +497,13 @@ class HybridModel:
         us = self.users
         return int(us.counts[user_row]) + int(us.side["profile_updates"][user_row, 0])
 
+    def versions(self, user_rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """:meth:`version` of each of ``user_rows``."""
+        us = self.users
+        out: npt.NDArray[np.int64] = us.counts[user_rows].astype(np.int64)
+        out += us.side["profile_updates"][user_rows, 0]
+        return out
+
     def seen_items(self, user_id: str) -> list[str]:
         """Items the user consumed (clicked, watched or rated), in no particular order."""
         row = self.users.row_of(user_id)

@@ -3,32 +3,44 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from stream_rec.model import HybridModel
 
 
+def rounded_scores(scores: npt.NDArray[np.float32]) -> list[list[float]]:
+    """Scores (m, k) as the lists' rows of floats, rounded to 6 places (at once: a
+    Python ``round`` per score cost more than the JSON).
+
+    >>> rounded_scores(np.array([[0.1234567, -np.inf]], np.float32))
+    [[0.123457, -inf]]
+    """
+    rounded: list[list[float]] = np.round(scores.astype(np.float64), 6).tolist()
+    return rounded
+
+
 def list_message(
     user_id: str,
-    items: Sequence[tuple[str, float]],
+    items: Iterable[tuple[str, float]],
     version: int,
     model_name: str,
     event_ts: float,
     generated_at: float,
     context: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The JSON recommendation message (scores rounded to 6 places; ``context`` only
-    when the list was scored for one).
+    """The JSON recommendation message (``items``: (id, score) pairs, scores as given -
+    see :func:`rounded_scores`; ``context`` only when the list was scored for one).
 
     >>> list_message("u1", [("i9", 0.5)], 3, "m", 10.0, 11.0)
     b'{"user_id":"u1","items":[{"item_id":"i9","score":0.5}],"version":3,"model":"m","event_ts":10.0,"generated_at":11.0}'
     """
     body: dict[str, object] = {
         "user_id": user_id,
-        "items": [{"item_id": item, "score": round(score, 6)} for item, score in items],
+        "items": [{"item_id": item, "score": score} for item, score in items],
         "version": version,
         "model": model_name,
         "event_ts": event_ts,
@@ -58,6 +70,8 @@ def list_for_context(
     rows, scores = model.recommend(np.array([row], np.int64), k, contexts=contexts)
     ids = model.items.ids
     items = [
-        (ids[i], s) for i, s in zip(rows[0].tolist(), scores[0].tolist(), strict=True) if i >= 0
+        (ids[i], s)
+        for i, s in zip(rows[0].tolist(), rounded_scores(scores)[0], strict=True)
+        if i >= 0
     ]
     return list_message(user_id, items, model.version(row), model_name, when, now, context)

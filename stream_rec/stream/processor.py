@@ -42,7 +42,7 @@ from stream_rec.metrics import WorkerMetrics
 from stream_rec.model import KIND_NAMES, AppliedBatch, HybridModel, InteractionBatch
 from stream_rec.store import Checkpoint, CommitOutcome, StateStore, StoreUnavailable
 from stream_rec.stream.ledger import PartitionLedger, partition_key
-from stream_rec.stream.lists import list_message
+from stream_rec.stream.lists import list_message, rounded_scores
 from stream_rec.stream.profiles import apply_profiles
 from stream_rec.stream.quality import OnlineQuality, is_positive
 from stream_rec.stream.records import RecordSink, SourceRecord
@@ -393,26 +393,28 @@ class BatchProcessor:
         generated_at = self._clock()
         lists: dict[str, bytes] = {}
         entries: list[tuple[str, tuple[str, ...], list[int]]] = []
-        for user_row, row_items, row_scores in zip(
-            user_rows.tolist(), rows.tolist(), scores.tolist(), strict=True
+        send, topic, model_name = self._sink.send, self._topics.recommendations, self._model_name
+        # Events applied plus profile updates: it grows with every list, and a replay cut
+        # into other batches gives each list the same version again.
+        versions = self.model.versions(user_rows).tolist()
+        for user_row, version, row_items, row_scores in zip(
+            user_rows.tolist(), versions, rows.tolist(), rounded_scores(scores), strict=True
         ):
             user = user_ids[user_row]
-            # Events applied plus profile updates: it grows with every list, and a replay
-            # cut into other batches gives each list the same version again.
-            version = self.model.version(user_row)
             listed = [i for i in row_items if i >= 0]
+            listed_ids = tuple([item_ids[i] for i in listed])
             message = list_message(
                 user,
-                [(item_ids[i], s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0],
+                zip(listed_ids, row_scores, strict=False),  # the -1 tail is not listed
                 version,
-                self._model_name,
+                model_name,
                 newest_ts[user],
                 generated_at,
                 newest_context.get(user),
             )
             lists[user] = message
-            entries.append((user, tuple(item_ids[i] for i in listed), listed))
-            self._sink.send(self._topics.recommendations, user.encode(), message)
+            entries.append((user, listed_ids, listed))
+            send(topic, user.encode(), message)
         return _Published(lists, entries)
 
     def commit(self, lap: _Laps | None = None) -> dict[tuple[str, int], int]:
@@ -537,13 +539,13 @@ class BatchProcessor:
         ratings' errors before their steps, then the new lists' coverage and diversity."""
         quality, params, metrics, model = self.quality, self.model.params, self._metrics, self.model
         # Lists exclude what their user took already: score only positives on new items.
-        firsts = {(u, i) for u, new in applied.new_seen.items() for i in new}
+        user_ids, item_ids = model.users.ids, model.items.ids
+        firsts = {(user_ids[u], item_ids[i]) for u, new in applied.new_seen.items() for i in new}
         positives = [
             item.event
             for item in events
-            if is_positive(item.event, params, self._item_duration(item.event.item_id))
-            and (model.users.row_of(item.event.user_id), model.items.row_of(item.event.item_id))
-            in firsts
+            if (item.event.user_id, item.event.item_id) in firsts
+            and is_positive(item.event, params, self._item_duration(item.event.item_id))
         ]
         quality.observe_positives([e.user_id for e in positives], [e.item_id for e in positives])
         errors = [

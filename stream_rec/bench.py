@@ -8,6 +8,10 @@ Sections:
   ``apply_events_per_s`` times :meth:`HybridModel.apply` with the id mapping.
 - ``topk``: users/s of the top-k for 1000 users over 10k and 100k items (k = 64, 20 seen
   items excluded per user) against the bare float32 matmul of the same shapes.
+- ``processor``: the worker's own cost, without Kafka or Redis: events/s of
+  :meth:`BatchProcessor.process` on the end-to-end workload's first events, in batches of
+  the worker's default size, against the in-memory store and a sink that drops the
+  lists, and the seconds of each stage.
 - ``e2e``, ``redis`` and ``quality``: the whole pipeline on real Kafka and Redis, see
   :mod:`stream_rec.bench_e2e`.
 - ``http``: the API with a worker running (:mod:`stream_rec.api.bench`): GET p50/p99 and
@@ -21,20 +25,27 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from prometheus_client import CollectorRegistry
 from river import optim, reco
 
 from stream_rec.api.bench import bench_http
-from stream_rec.bench_e2e import Workload, run_e2e
+from stream_rec.bench_e2e import Workload, encode, run_e2e, workload_columns
+from stream_rec.config import WorkerSettings
 from stream_rec.evaluation.locate import dataset_path
 from stream_rec.evaluation.movielens import load_ratings
 from stream_rec.evaluation.synthetic import SyntheticWorld
+from stream_rec.metrics import WorkerMetrics
 from stream_rec.model import EventKind, HybridModel, InteractionBatch, ModelParams, top_k
+from stream_rec.store import MemoryStore
+from stream_rec.stream.processor import BatchProcessor, OutputTopics
+from stream_rec.stream.records import Record
 
 
 def _best(repeats: int, run: Callable[[], float]) -> float:
@@ -213,6 +224,7 @@ def run_bench(quick: bool, log: Callable[[str], None] | None = None) -> dict[str
     sections: tuple[tuple[str, Callable[[bool, Callable[[str], None]], dict[str, Any]]], ...] = (
         ("kernel", bench_kernel),
         ("topk", bench_topk),
+        ("processor", bench_processor),
         ("e2e", bench_e2e),
         ("http", bench_http),
     )
@@ -226,10 +238,68 @@ def run_bench(quick: bool, log: Callable[[str], None] | None = None) -> dict[str
     return result
 
 
+class _DroppingSink:
+    """A record sink that drops everything (the processor's own cost is measured)."""
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = ()) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def bench_processor(quick: bool, _log: Callable[[str], None]) -> dict[str, Any]:
+    w = _e2e_workload(quick)
+    n = 50_000 if quick else 200_000
+    batch = w.batch_max_events
+    columns = workload_columns(w, n, w.seed, span_seconds=n / 1_000.0)
+    records = []
+    for e in range(n):
+        key, value = encode(columns, e, round(1.7e9 + float(columns.offsets[e]), 3), "b")
+        records.append(Record("events", key, value, e % w.partitions, e // w.partitions, 0))
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+
+    def stage_seconds() -> dict[str, float]:
+        return {
+            stage: registry.get_sample_value("stream_rec_stage_seconds_total", {"stage": stage})
+            or 0.0
+            for stage in metrics.stage_seconds
+        }
+
+    processor = BatchProcessor(
+        HybridModel(ModelParams(factors=w.factors)),
+        MemoryStore(),
+        _DroppingSink(),
+        OutputTopics("recommendations", "dead-letter"),
+        metrics,
+        max_event_bytes=WorkerSettings().max_event_bytes,
+        model_name="bench",
+        stop=threading.Event(),
+    )
+    processor.process(records[:batch])  # compiles the kernels; not timed
+    before = stage_seconds()
+    started = time.perf_counter()
+    for first in range(batch, n, batch):
+        processor.process(records[first : first + batch])
+    seconds = time.perf_counter() - started
+    stages = {stage: round(t - before[stage], 3) for stage, t in stage_seconds().items()}
+    return {
+        "events": n - batch,
+        "batch_events": batch,
+        "events_per_s": round((n - batch) / seconds),
+        "stage_seconds": stages,
+        "workload": "the e2e workload's first events, 2 partitions, in memory",
+    }
+
+
+def _e2e_workload(quick: bool) -> Workload:
+    # Quick: large enough that the second worker joins (a few seconds) before the end.
+    quick_size = Workload(events=200_000, users=50_000, freshness_seconds=8.0)
+    return quick_size if quick else Workload()
+
+
 def bench_e2e(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     """Real Kafka, a worker process and real Redis on the fixed workload
     (:mod:`stream_rec.bench_e2e`); ``quick`` shrinks it."""
-    # Quick: large enough that the second worker joins (a few seconds) before the end.
-    quick_size = Workload(events=200_000, users=50_000, freshness_seconds=8.0)
-    workload = quick_size if quick else Workload()
-    return run_e2e(workload, log)
+    return run_e2e(_e2e_workload(quick), log)

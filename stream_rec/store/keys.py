@@ -9,15 +9,22 @@ slot, and a key's slot is that of its hash tag (the part in braces). So:
   generation, the partitions' offsets, epochs and de-duplication windows - and the
   *outbox* of each user shard, where a commit leaves its users' changes;
 - the users (the bulk of the state) are spread over :data:`USER_SHARDS` shard tags
-  ``{prefix:u<n>}`` by a hash of the user id: each shard holds its users' records,
+  ``{prefix:u<n>.<salt>}`` by a hash of the user id: each shard holds its users' records,
   counters, versions, seen lists and latest lists, and the generation of the last outbox
   entry applied to it (its watermark), so that applying an entry twice changes nothing.
+  Shard n's salt is the first that puts its tag near the middle of the n-th sixteenth
+  of the 16,384 hash slots, so that a cluster whose nodes hold equal ranges of slots (as
+  ``redis-cli --cluster create`` makes them) holds as equal shares of the users as 16
+  shards allow (5, 6 and 5 of them on 3 nodes).
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 USER_SHARDS = 16
 """User shards (hash tags) of a deployment: at most this many cluster nodes share the
@@ -33,6 +40,26 @@ def user_shard(user_id: str) -> int:
     return zlib.crc32(user_id.encode()) % USER_SHARDS
 
 
+@cache
+def shard_tags(prefix: str) -> tuple[str, ...]:
+    """The hash tags (with their braces) of ``prefix``'s user shards: shard n's lies near
+    the middle of the n-th 1/:data:`USER_SHARDS` of the hash slots.
+
+    >>> [key_slot(tag.encode()) * USER_SHARDS // REDIS_CLUSTER_HASH_SLOTS
+    ...  for tag in shard_tags("sr")] == list(range(USER_SHARDS))
+    True
+    """
+    width = REDIS_CLUSTER_HASH_SLOTS // USER_SHARDS
+    tags = []
+    for shard in range(USER_SHARDS):
+        middle = shard * width + width // 2
+        salt = 0
+        while abs(key_slot(f"{prefix}:u{shard}.{salt}".encode()) - middle) > width // 32:
+            salt += 1
+        tags.append(f"{{{prefix}:u{shard}.{salt}}}")
+    return tuple(tags)
+
+
 @dataclass(frozen=True)
 class KeySpace:
     """Key names under ``prefix``.
@@ -40,7 +67,7 @@ class KeySpace:
     >>> KeySpace("sr").meta
     '{sr}:meta'
     >>> KeySpace("sr").seen("u1")
-    '{sr:u6}:seen:u1'
+    '{sr:u6.167}:seen:u1'
     """
 
     prefix: str
@@ -52,7 +79,7 @@ class KeySpace:
 
     def shard(self, shard: int) -> str:
         """The hash tag of user shard ``shard`` (with its braces)."""
-        return f"{{{self.prefix}:u{shard}}}"
+        return shard_tags(self.prefix)[shard]
 
     # -- under the shared tag --------------------------------------------------------
     @property

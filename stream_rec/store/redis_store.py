@@ -352,7 +352,14 @@ class RedisStore:
             pipe.eval(_APPLY, len(shard_keys), *shard_keys, *args)
             shards.append(shard)
         for pipe, shards in calls.values():
-            for shard, applied in zip(shards, pipe.execute(), strict=True):
+            try:
+                replies = pipe.execute()
+            except redis.exceptions.MovedError:
+                # A slot moved: these pipelines bypass the cluster client, so refresh its
+                # slot map before the caller retries (the entries wait in the outbox).
+                self.client.nodes_manager.initialize()
+                raise
+            for shard, applied in zip(shards, replies, strict=True):
                 self._trim[shard] = int(applied)
 
     def _node_pipeline(

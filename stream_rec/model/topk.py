@@ -138,7 +138,8 @@ def blended_scores(
 
     ``first`` is the position of ``user_vectors[0]`` in ``session.recent``.
     """
-    scores = _with_ones(user_vectors) @ _with_bias(item_vectors, item_bias).T
+    scores = user_vectors @ item_vectors.T
+    scores += item_bias  # (top_k folds it into its matmul; for a few users a copy costs more)
     _blend_session(scores, session, first)
     return scores
 

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry
 from river import optim, reco
 
 from stream_rec.api.bench import bench_http
-from stream_rec.bench_e2e import Workload, encode, run_e2e, workload_columns
+from stream_rec.bench_e2e import Workload, prefill_messages, run_e2e
 from stream_rec.config import WorkerSettings
 from stream_rec.evaluation.locate import dataset_path
 from stream_rec.evaluation.movielens import load_ratings
@@ -252,11 +252,10 @@ def bench_processor(quick: bool, _log: Callable[[str], None]) -> dict[str, Any]:
     w = _e2e_workload(quick)
     n = 50_000 if quick else 200_000
     batch = w.batch_max_events
-    columns = workload_columns(w, n, w.seed, span_seconds=n / 1_000.0)
-    records = []
-    for e in range(n):
-        key, value = encode(columns, e, round(1.7e9 + float(columns.offsets[e]), 3), "b")
-        records.append(Record("events", key, value, e % w.partitions, e // w.partitions, 0))
+    records = [
+        Record("events", key, value, e % w.partitions, e // w.partitions, 0)
+        for e, (key, value) in enumerate(prefill_messages(w, n))
+    ]
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
 

@@ -219,14 +219,19 @@ def _settings(env: dict[str, str]) -> Settings:
         os.environ.update(saved)
 
 
-def _prefill(settings: Settings, w: Workload) -> float:
+def prefill_messages(w: Workload, count: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) of the pre-filled stream's first ``count`` events (all by default)."""
     columns = workload_columns(w, w.events, w.seed, span_seconds=w.events / 1_000.0)
-    producer = make_producer(settings.kafka, settings.topics, linger_ms=20)
     start_ts = 1.7e9
+    for e in range(w.events if count is None else min(count, w.events)):
+        yield encode(columns, e, round(start_ts + float(columns.offsets[e]), 3), "b")
+
+
+def _prefill(settings: Settings, w: Workload) -> float:
+    producer = make_producer(settings.kafka, settings.topics, linger_ms=20)
     started = time.perf_counter()
     try:
-        for e in range(w.events):
-            key, value = encode(columns, e, round(start_ts + float(columns.offsets[e]), 3), "b")
+        for key, value in prefill_messages(w):
             producer.send(settings.topics.events, key=key, value=value)
         producer.flush()
     finally:

@@ -494,8 +494,7 @@ class HybridModel:
     def version(self, user_row: int) -> int:
         """The version of the user's next list: its events applied plus its profile
         updates, so it grows with every change behind a list."""
-        us = self.users
-        return int(us.counts[user_row]) + int(us.side["profile_updates"][user_row, 0])
+        return int(self.versions(np.array([user_row], np.int64))[0])
 
     def versions(self, user_rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """:meth:`version` of each of ``user_rows``."""

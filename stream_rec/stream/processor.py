@@ -76,9 +76,11 @@ class _Decoded:
 
 @dataclass(frozen=True)
 class _Published:
-    """The lists of one batch: the messages by user, and (user, item ids, item rows)."""
+    """The lists of one batch: the messages and their versions by user, and (user, item
+    ids, item rows)."""
 
     messages: dict[str, bytes]
+    versions: dict[str, int]
     lists: list[tuple[str, tuple[str, ...], list[int]]]
 
 
@@ -92,24 +94,27 @@ class _Decoding:
 @dataclass
 class _Uncommitted:
     """What batches processed since the last commit changed, besides the model's rows
-    (which the model tracks itself): new seen items, lists and next offsets."""
+    (which the model tracks itself): new seen items, lists and their versions, and next
+    offsets."""
 
     seen: dict[str, list[str]] = field(default_factory=dict)
     lists: dict[str, bytes] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def add(
         self,
         model: HybridModel,
         applied: AppliedBatch | None,
-        lists: dict[str, bytes],
+        published: _Published,
         next_offsets: dict[tuple[str, int], int],
     ) -> None:
         if applied is not None:
             user_ids, item_ids = model.users.ids, model.items.ids
             for u, new in applied.new_seen.items():
                 self.seen.setdefault(user_ids[u], []).extend(item_ids[i] for i in new)
-        self.lists.update(lists)  # a user's newest list replaces the older
+        self.lists.update(published.messages)  # a user's newest list replaces the older
+        self.versions.update(published.versions)
         for partition, nxt in next_offsets.items():
             self.next_offsets[partition] = max(self.next_offsets.get(partition, 0), nxt)
 
@@ -262,7 +267,7 @@ class BatchProcessor:
         crash_point("after-flush")
         published_at = self._clock()
         next_offsets = _next_offsets(fresh)  # a partition's stored offset never goes back
-        self._uncommitted.add(self.model, applied, lists, next_offsets)
+        self._uncommitted.add(self.model, applied, published, next_offsets)
         self.ledger.processed(next_offsets)
         if commit:
             self.commit(lap)
@@ -382,7 +387,7 @@ class BatchProcessor:
         touched = [] if applied is None else applied.user_rows.tolist()
         user_rows = np.fromiter(dict.fromkeys([*touched, *profile_users]), np.int64)
         if user_rows.size == 0:
-            return _Published({}, [])
+            return _Published({}, {}, [])
         # Each list is for the context of the user's newest event (and its hour band).
         order = [user_ids[r] for r in user_rows.tolist()]
         contexts = self.model.contexts.lookup(
@@ -415,7 +420,7 @@ class BatchProcessor:
             lists[user] = message
             entries.append((user, listed_ids, listed))
             send(topic, user.encode(), message)
-        return _Published(lists, entries)
+        return _Published(lists, dict(zip(lists, versions, strict=True)), entries)
 
     def commit(self, lap: _Laps | None = None) -> dict[tuple[str, int], int]:
         """Write the state of every batch processed since the last commit, with their
@@ -473,11 +478,6 @@ class BatchProcessor:
 
     def _checkpoint(self, pending: _Uncommitted) -> Checkpoint:
         model = self.model
-        versions = {}
-        for user in pending.lists:
-            row = model.users.row_of(user)
-            if row is not None:
-                versions[user] = model.version(row)
         ledger = self.ledger.entries(
             {partition_key(t, p): nxt for (t, p), nxt in pending.next_offsets.items()}
         )
@@ -485,7 +485,7 @@ class BatchProcessor:
             model=model.take_changes(),
             seen=pending.seen,
             lists=pending.lists,
-            versions=versions,
+            versions=pending.versions,
             offsets=ledger.offsets,
             layout=model.layout,
             epochs=ledger.epochs,

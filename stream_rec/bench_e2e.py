@@ -163,9 +163,7 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
         store = RedisStore.from_settings(settings.redis)
         store.start()
         stack.callback(store.close)
-        worker = ChildProcess("worker", workdir)
-        worker.spawn([sys.executable, "-m", "stream_rec", "run"], env)
-        stack.callback(worker.kill)  # on the way out after a failure
+        worker = _spawn_worker(stack, "worker", workdir, env)
         out("  e2e: one worker consumes them ...")
         clock = _wait_applied(store, [worker], w.events, timeout=600.0)
         memory = redis_memory(store, settings, w)
@@ -178,10 +176,11 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
         out(f"  e2e: freshness at {w.offered_rate:,.0f} events/s for {w.freshness_seconds:.0f} s")
         freshness = _freshness(settings, store, worker, w, w.events)
         worker.stop(timeout=30.0)
+    one_rate = _rate(w.events, clock)
     return {
         "workload": asdict(w),
         "workers_1": {
-            "events_per_s": _rate(w.events, clock),
+            "events_per_s": one_rate,
             "seconds": round(clock.done - clock.first, 2),
             "first_batch_events": clock.first_applied,
             "produce_events_per_s": round(produced_per_s),
@@ -191,8 +190,8 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
         "workers_1_redis_cluster": {
             **cluster,
             "ratio_to_one_redis": (
-                round(cluster["events_per_s"] / rate, 2)
-                if cluster["events_per_s"] and (rate := _rate(w.events, clock))
+                round(cluster["events_per_s"] / one_rate, 2)
+                if cluster["events_per_s"] and one_rate
                 else None
             ),
         },
@@ -206,6 +205,14 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
             "stream_rec_online_hit_ratio after the replay",
         },
     }
+
+
+def _spawn_worker(stack: ExitStack, name: str, workdir: Path, env: dict[str, str]) -> ChildProcess:
+    """``stream-rec run`` as a child process, killed on the way out after a failure."""
+    worker = ChildProcess(name, workdir)
+    worker.spawn([sys.executable, "-m", "stream_rec", "run"], env)
+    stack.callback(worker.kill)
+    return worker
 
 
 def _settings(env: dict[str, str]) -> Settings:
@@ -281,14 +288,9 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
     workers: list[ChildProcess] = []
 
     def add_worker() -> None:
-        worker = ChildProcess(f"worker-{len(workers) + 2}", workdir)
         port = ports[len(workers)]
-        worker.spawn(
-            [sys.executable, "-m", "stream_rec", "run"],
-            {**pair_env, "STREAM_REC_METRICS__PORT": str(port)},
-        )
-        stack.callback(worker.kill)
-        workers.append(worker)
+        worker_env = {**pair_env, "STREAM_REC_METRICS__PORT": str(port)}
+        workers.append(_spawn_worker(stack, f"worker-{len(workers) + 2}", workdir, worker_env))
 
     try:
         add_worker()
@@ -344,9 +346,7 @@ def _on_cluster(
     store = RedisStore.from_settings(_settings(cluster_env).redis)
     store.start()
     try:
-        worker = ChildProcess("worker-cluster", workdir)
-        worker.spawn([sys.executable, "-m", "stream_rec", "run"], cluster_env)
-        stack.callback(worker.kill)
+        worker = _spawn_worker(stack, "worker-cluster", workdir, cluster_env)
         clock = _wait_applied(store, [worker], w.events, timeout=600.0)
         worker.stop(timeout=30.0)
         keys_by_node = [int(server.dbsize()) for server in _primaries(store)]

@@ -51,7 +51,7 @@ def test_the_api_runs_the_tested_entry_point_on_a_local_port_with_a_token() -> N
     assert 'main(["serve"])' in (ROOT / "consumers" / "api.py").read_text()
     env = api["environment"]
     # All interfaces inside the container network; published on 127.0.0.1 only (below).
-    assert env["STREAM_REC_HTTP__HOST"] == "0.0.0.0"  # noqa: S104
+    assert env["STREAM_REC_HTTP__HOST"] == "0.0.0.0"  # noqa: S104 - the container network
     assert env["STREAM_REC_HTTP__TOKEN"].startswith("${API_TOKEN")
     assert api["ports"] == ["127.0.0.1:8080:8080"]
     scrape = yaml.safe_load((ROOT / "ops" / "prometheus.yml").read_text())["scrape_configs"]

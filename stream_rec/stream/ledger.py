@@ -80,18 +80,31 @@ class PartitionLedger:
             key = partition_key(topic, partition)
             self._processed[key] = max(self._processed.get(key, 0), nxt)
 
-    def is_duplicate(self, partition: str, event_id: str, offset: int) -> bool:
-        """Whether ``event_id`` was applied within the window; if not, it is now recorded."""
+    def first_seen(
+        self, partition: str, event_ids: Sequence[str], offsets: Sequence[int]
+    ) -> list[int]:
+        """The positions of the ids not applied within the window (nor earlier in this
+        call), in order; those are now recorded, at their offsets.
+
+        >>> ledger = PartitionLedger(window=10)
+        >>> ledger.first_seen("t:0", ["a", "b", "a"], [0, 1, 2])
+        [0, 1]
+        >>> ledger.first_seen("t:0", ["b", "c"], [3, 4])
+        [1]
+        """
         if self.window <= 0:
-            return False
+            return list(range(len(event_ids)))
         window = self._windows.get(partition)
         if window is None:
             window = self._windows[partition] = DedupWindow(self.window)
-        if event_id in window:
-            return True
-        window.add(event_id, offset)
-        self._added.setdefault(partition, []).append((event_id, offset))
-        return False
+        added = self._added.setdefault(partition, [])
+        first: list[int] = []
+        for position, (event_id, offset) in enumerate(zip(event_ids, offsets, strict=True)):
+            if event_id not in window:
+                window.add(event_id, offset)
+                added.append((event_id, offset))
+                first.append(position)
+        return first
 
     def entries(self, next_offsets: Mapping[str, int]) -> LedgerEntries:
         """The checkpoint's offsets, epochs and window changes for a batch ending at

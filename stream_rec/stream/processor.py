@@ -18,9 +18,10 @@ import logging
 import math
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TypeVar
 
 import numpy as np
@@ -31,6 +32,7 @@ from stream_rec.events import (
     Context,
     Interaction,
     Profile,
+    RatingEvent,
     Rejection,
     UserProfile,
     WatchEvent,
@@ -69,12 +71,6 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
-class _Decoded:
-    event: Interaction
-    record_ts: float  # seconds
-
-
-@dataclass(frozen=True)
 class _Published:
     """The lists of one batch: the messages and their versions by user, and (user, item
     ids, item rows)."""
@@ -86,7 +82,11 @@ class _Published:
 
 @dataclass(frozen=True)
 class _Decoding:
-    events: list[_Decoded]
+    """The batch's valid new events in the order they are applied, each one's record
+    time (seconds), and what was left out."""
+
+    events: list[Interaction]
+    record_ts: list[float]
     rejected: Counter[str]
     duplicates: int
 
@@ -311,24 +311,46 @@ class BatchProcessor:
     def _decode(self, records: Sequence[SourceRecord]) -> _Decoding:
         """Valid new events merged across partitions by event time; rejects to dead
         letters, duplicates (an event id already in the partition's window) skipped."""
-        streams: dict[tuple[str, int], list[tuple[float, int, _Decoded]]] = defaultdict(list)
+        runs: dict[tuple[str, int], tuple[list[Interaction], list[int], list[float]]] = {}
         rejected: Counter[str] = Counter()
-        duplicates = 0
-        for seq, record in enumerate(records):
-            decoded = decode_event(record.value, self._max_event_bytes)
+        max_bytes = self._max_event_bytes
+        for record in records:
+            decoded = decode_event(record.value, max_bytes)
             if isinstance(decoded, Rejection):
                 self._dead_letter(record, decoded)
                 rejected[decoded.reason] += 1
                 continue
-            partition = partition_key(record.topic, record.partition)
-            if self.ledger.is_duplicate(partition, decoded.event_id, record.offset):
-                duplicates += 1
-                continue
-            item = _Decoded(decoded, record.timestamp / 1000.0)
-            streams[(record.topic, record.partition)].append((decoded.ts, seq, item))
-        # Each partition keeps its own order; across partitions the earlier event goes first.
-        merged = heapq.merge(*streams.values(), key=lambda entry: entry[0])
-        return _Decoding([entry[2] for entry in merged], rejected, duplicates)
+            run = runs.get((record.topic, record.partition))
+            if run is None:
+                run = runs[(record.topic, record.partition)] = ([], [], [])
+            run[0].append(decoded)
+            run[1].append(record.offset)
+            run[2].append(record.timestamp / 1000.0)
+        duplicates = 0
+        kept: list[tuple[list[Interaction], list[float]]] = []
+        for (topic, partition), (events, offsets, stamps) in runs.items():
+            ids = [event.event_id for event in events]
+            first = self.ledger.first_seen(partition_key(topic, partition), ids, offsets)
+            if len(first) == len(events):
+                kept.append((events, stamps))
+            else:
+                duplicates += len(events) - len(first)
+                kept.append(([events[i] for i in first], [stamps[i] for i in first]))
+        if len(kept) == 1:
+            return _Decoding(kept[0][0], kept[0][1], rejected, duplicates)
+        # Each partition keeps its own order; across partitions the earlier event goes
+        # first (ties: the partition first seen in the batch).
+        heads = [
+            zip([event.ts for event in events], repeat(run), range(len(events)))
+            for run, (events, _) in enumerate(kept)
+        ]
+        order = [(run, position) for _, run, position in heapq.merge(*heads)]
+        return _Decoding(
+            [kept[run][0][position] for run, position in order],
+            [kept[run][1][position] for run, position in order],
+            rejected,
+            duplicates,
+        )
 
     def _dead_letter(self, record: SourceRecord, rejection: Rejection) -> None:
         headers = [
@@ -339,35 +361,33 @@ class BatchProcessor:
         self._sink.send(self._topics.dead_letter, record.key, record.value, headers)
 
     @staticmethod
-    def _columns(events: Sequence[_Decoded]) -> InteractionBatch:
-        n = len(events)
-        kinds = np.empty(n, np.int8)
-        values = np.zeros(n, np.float32)
-        durations = np.full(n, np.nan, np.float32)
-        for e, item in enumerate(events):
-            event = item.event
-            kinds[e] = KIND_NAMES[event.type]
+    def _columns(events: Sequence[Interaction]) -> InteractionBatch:
+        kinds: list[int] = []
+        values: list[float] = []
+        durations: list[float] = []
+        nan = math.nan
+        for event in events:
+            kinds.append(KIND_NAMES[event.type])
             if isinstance(event, WatchEvent):
-                values[e] = event.watch_seconds
-                if event.duration_seconds is not None:
-                    durations[e] = event.duration_seconds
-            elif event.type == "rating":
-                values[e] = event.rating
+                values.append(event.watch_seconds)
+                durations.append(nan if event.duration_seconds is None else event.duration_seconds)
+            else:
+                values.append(event.rating if isinstance(event, RatingEvent) else 0.0)
+                durations.append(nan)
+        contexts = [event.context for event in events]
         return InteractionBatch(
-            [item.event.user_id for item in events],
-            [item.event.item_id for item in events],
-            kinds,
-            values,
-            durations,
-            np.fromiter((item.event.ts for item in events), np.float64, n),
-            [item.event.context for item in events]
-            if any(item.event.context for item in events)
-            else None,
+            [event.user_id for event in events],
+            [event.item_id for event in events],
+            np.array(kinds, np.int8),
+            np.array(values, np.float32),
+            np.array(durations, np.float32),
+            np.array([event.ts for event in events], np.float64),
+            contexts if any(contexts) else None,
         )
 
     def _publish_lists(
         self,
-        events: Sequence[_Decoded],
+        events: Sequence[Interaction],
         applied: AppliedBatch | None,
         profile_users: Sequence[int],
         profile_ts: dict[int, float],
@@ -377,8 +397,7 @@ class BatchProcessor:
         user_ids = self.model.users.ids
         newest_ts = {user_ids[row]: ts for row, ts in profile_ts.items()}
         newest_context: dict[str, Context] = {}
-        for item in events:  # in event-time order: the last one of a user is its newest
-            event = item.event
+        for event in events:  # in event-time order: the last one of a user is its newest
             newest_ts[event.user_id] = max(newest_ts.get(event.user_id, 0.0), event.ts)
             if event.context:
                 newest_context[event.user_id] = event.context
@@ -508,7 +527,7 @@ class BatchProcessor:
     ) -> None:
         metrics = self._metrics
         events, rejected = decoding.events, decoding.rejected
-        by_type: Counter[str] = Counter(item.event.type for item in events)
+        by_type: Counter[str] = Counter([event.type for event in events])
         consumed = sum(1 for r in records if r.topic != self._topics.profiles)
         metrics.count_batch(consumed, by_type, {r: rejected[r] for r in REJECTION_REASONS})
         metrics.deduplicated.inc(decoding.duplicates)
@@ -516,9 +535,9 @@ class BatchProcessor:
         metrics.published.inc(len(lists))
         user_ids = self.model.users.ids
         newest_record = {user_ids[row]: ts for row, ts in profile_ts.items()}
-        for item in events:
-            user = item.event.user_id
-            newest_record[user] = max(newest_record.get(user, 0.0), item.record_ts)
+        for event, record_ts in zip(events, decoding.record_ts, strict=True):
+            user = event.user_id
+            newest_record[user] = max(newest_record.get(user, 0.0), record_ts)
         metrics.observe_freshness(
             (newest_record[u] for u in lists if u in newest_record), published_at
         )
@@ -526,14 +545,14 @@ class BatchProcessor:
         metrics.items.set(len(self.model.items))
         if not events or applied is None:
             return
-        metrics.mark_newest(max(i.event.ts for i in events), max(newest_record.values()))
+        metrics.mark_newest(max([event.ts for event in events]), max(newest_record.values()))
         if applied.ratings:
             metrics.loss["squared_error"].set(applied.squared_error / applied.ratings)
         if applied.ranking_steps:
             metrics.loss["ranking"].set(applied.ranking_loss / applied.ranking_steps)
 
     def _measure(
-        self, events: Sequence[_Decoded], applied: AppliedBatch, published: _Published
+        self, events: Sequence[Interaction], applied: AppliedBatch, published: _Published
     ) -> None:
         """Online quality: this batch's positives against the lists their users had, the
         ratings' errors before their steps, then the new lists' coverage and diversity."""
@@ -542,16 +561,16 @@ class BatchProcessor:
         user_ids, item_ids = model.users.ids, model.items.ids
         firsts = {(user_ids[u], item_ids[i]) for u, new in applied.new_seen.items() for i in new}
         positives = [
-            item.event
-            for item in events
-            if (item.event.user_id, item.event.item_id) in firsts
-            and is_positive(item.event, params, self._item_duration(item.event.item_id))
+            event
+            for event in events
+            if (event.user_id, event.item_id) in firsts
+            and is_positive(event, params, self._item_duration(event.item_id))
         ]
         quality.observe_positives([e.user_id for e in positives], [e.item_id for e in positives])
         errors = [
-            item.event.rating - prediction
-            for item, prediction in zip(events, applied.predictions.tolist(), strict=True)
-            if item.event.type == "rating" and not math.isnan(prediction)
+            event.rating - prediction
+            for event, prediction in zip(events, applied.predictions.tolist(), strict=True)
+            if isinstance(event, RatingEvent) and not math.isnan(prediction)
         ]
         quality.observe_errors(errors)
         for position in quality.observe_lists([(u, items) for u, items, _ in published.lists]):

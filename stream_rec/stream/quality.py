@@ -98,17 +98,21 @@ class OnlineQuality:
     def observe_lists(self, lists: Sequence[tuple[str, tuple[str, ...]]]) -> list[int]:
         """The lists just published: (user, item ids best first). Returns the positions
         of the lists whose diversity should be measured (one in ``diversity_every``)."""
-        sampled = []
-        for position, (user, items) in enumerate(lists):
-            self._last[user] = items
-            if len(self._listed) == self._listed.maxlen:
-                self._listed_counts.subtract(self._listed[0])
-            self._listed.append(items)
-            self._listed_counts.update(items)
-            self._lists_seen += 1
-            if self._lists_seen % self._diversity_every == 0:
-                sampled.append(position)
-        return sampled
+        last = self._last
+        for user, items in lists:
+            last[user] = items
+        # Only the newest ``list_window`` lists stay in the coverage window: the older ones
+        # would leave it again within this call.
+        listed, counts = self._listed, self._listed_counts
+        for _, items in lists[max(0, len(lists) - (listed.maxlen or 0)) :]:
+            if len(listed) == listed.maxlen:
+                counts.subtract(listed[0])
+            listed.append(items)
+            counts.update(items)
+        seen, every = self._lists_seen, self._diversity_every
+        self._lists_seen += len(lists)
+        # 1-based list numbers seen+1 .. seen+len: those divisible by ``every`` are sampled.
+        return list(range(every - 1 - seen % every, len(lists), every))
 
     def observe_diversity(self, value: float | None) -> None:
         if value is not None:

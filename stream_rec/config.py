@@ -135,7 +135,7 @@ class WorkerSettings(_Group):
     """Consumer group of the trainer workers; all workers of one model share it."""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     """Where a new consumer group starts; earliest applies events written before it joined."""
-    batch_max_events: int = Field(10_000, ge=1, le=1_000_000)
+    batch_max_events: int = Field(50_000, ge=1, le=1_000_000)
     """A micro-batch closes at this many records (under a backlog: larger batches share
     one list refresh among a user's events and one commit among more events)..."""
     batch_max_seconds: float = Field(0.1, gt=0, le=60)

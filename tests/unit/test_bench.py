@@ -8,7 +8,7 @@ from stream_rec.metrics import STAGES
 
 def test_the_processor_section_times_every_batch_and_names_its_stages() -> None:
     figures = bench_processor(quick=True, _log=print)
-    assert figures["events"] == 50_000 - figures["batch_events"]
+    assert figures["events"] == 48_000  # after the untimed first 2,000
     assert figures["events_per_s"] > 0
     assert set(figures["stage_seconds"]) == set(STAGES)
     # the stages that do the work were timed; poll and flush have nothing to wait for here

@@ -173,6 +173,17 @@ class WorkerMetrics:
             "(hit@k, an online CTR proxy).",
             registry=registry,
         )
+        self.positives_scored = Counter(
+            p + "online_positives",
+            "Positives on items new to their user, scored against the list last published "
+            "to the user (hits / positives over any window: hit@k).",
+            registry=registry,
+        )
+        self.hits = Counter(
+            p + "online_hits",
+            "Scored positives whose item was in the user's last list.",
+            registry=registry,
+        )
         self.ndcg = Gauge(
             p + "online_ndcg",
             "Mean NDCG@k of recent positives against the user's last list.",

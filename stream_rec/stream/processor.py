@@ -566,7 +566,11 @@ class BatchProcessor:
             if (event.user_id, event.item_id) in firsts
             and is_positive(event, params, self._item_duration(event.item_id))
         ]
-        quality.observe_positives([e.user_id for e in positives], [e.item_id for e in positives])
+        scored, hits = quality.observe_positives(
+            [e.user_id for e in positives], [e.item_id for e in positives]
+        )
+        metrics.positives_scored.inc(scored)
+        metrics.hits.inc(hits)
         errors = [
             event.rating - prediction
             for event, prediction in zip(events, applied.predictions.tolist(), strict=True)

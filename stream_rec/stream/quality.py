@@ -70,8 +70,9 @@ class OnlineQuality:
         self._drift = _new_detector()
         self.drifts = 0
 
-    def observe_positives(self, users: Sequence[str], items: Sequence[str]) -> None:
-        """Score each positive against the list its user had when it happened."""
+    def observe_positives(self, users: Sequence[str], items: Sequence[str]) -> tuple[int, int]:
+        """Score each positive against the list its user had when it happened; returns
+        how many were scored (their user had a list) and how many of those hit."""
         batch_hits = []
         for user, item in zip(users, items, strict=True):
             listed = self._last.get(user)
@@ -90,6 +91,7 @@ class OnlineQuality:
             self._drift.update(sum(batch_hits) / len(batch_hits))
             if self._drift.drift_detected:
                 self.drifts += 1
+        return len(batch_hits), int(sum(batch_hits))
 
     def observe_errors(self, errors: Sequence[float]) -> None:
         """Rating errors of predictions made before the step."""

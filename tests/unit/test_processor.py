@@ -24,14 +24,17 @@ TOPICS = OutputTopics("recs", "dead")
 
 
 def _processor(
-    store: MemoryStore, sink: MemorySink, stop: threading.Event | None = None
+    store: MemoryStore,
+    sink: MemorySink,
+    stop: threading.Event | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> BatchProcessor:
     return BatchProcessor(
         HybridModel(ModelParams(factors=4, top_k=3, negatives=4)),
         store,
         sink,
         TOPICS,
-        WorkerMetrics(CollectorRegistry()),
+        metrics or WorkerMetrics(CollectorRegistry()),
         max_event_bytes=4096,
         model_name="test",
         stop=stop or threading.Event(),
@@ -338,3 +341,14 @@ def _batch_of(events: list[dict[str, Any]]) -> InteractionBatch:
         [e.get("rating", e.get("watch_seconds", 0.0)) for e in events],
         [e.get("duration_seconds", float("nan")) for e in events],
     )
+
+
+def test_positives_are_counted_against_the_list_their_user_had() -> None:
+    registry = CollectorRegistry()
+    proc = _processor(MemoryStore(), MemorySink(), metrics=WorkerMetrics(registry))
+    proc.process([_event(0, "u2", "b"), _event(1, "u2", "c"), _event(2, "u1", "a")])
+    # u1's list holds b and c (top_k=3 of the items u1 has not taken); u3 has no list yet.
+    proc.process([_event(3, "u1", "b"), _event(4, "u3", "a"), _event(5, "u1", "a")])
+    # u1's click on b is scored and hits; u3's is not scored (no list); a is not new to u1.
+    assert registry.get_sample_value("stream_rec_online_positives_total") == 1.0
+    assert registry.get_sample_value("stream_rec_online_hits_total") == 1.0

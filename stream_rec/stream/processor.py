@@ -577,8 +577,10 @@ class BatchProcessor:
             if isinstance(event, RatingEvent) and not math.isnan(prediction)
         ]
         quality.observe_errors(errors)
-        for position in quality.observe_lists([(u, items) for u, items, _ in published.lists]):
-            quality.observe_diversity(self.model.list_diversity(published.lists[position][2]))
+        quality.observe_lists(
+            [(u, items) for u, items, _ in published.lists],
+            lambda position: model.list_diversity(published.lists[position][2]),
+        )
         figures = quality.figures(len(self.model.items))
         for gauge, value in (
             (metrics.hit_ratio, figures.hit_rate),

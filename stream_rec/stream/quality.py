@@ -97,9 +97,14 @@ class OnlineQuality:
         """Rating errors of predictions made before the step."""
         self._squared.extend(e * e for e in errors)
 
-    def observe_lists(self, lists: Sequence[tuple[str, tuple[str, ...]]]) -> list[int]:
-        """The lists just published: (user, item ids best first). Returns the positions
-        of the lists whose diversity should be measured (one in ``diversity_every``)."""
+    def observe_lists(
+        self,
+        lists: Sequence[tuple[str, tuple[str, ...]]],
+        diversity: Callable[[int], float | None],
+    ) -> None:
+        """The lists just published: (user, item ids best first). One list in
+        ``diversity_every`` has its diversity measured: ``diversity(position)``, None if
+        it has none (called only for lists whose figure the window would still hold)."""
         last = self._last
         for user, items in lists:
             last[user] = items
@@ -113,12 +118,16 @@ class OnlineQuality:
             counts.update(items)
         seen, every = self._lists_seen, self._diversity_every
         self._lists_seen += len(lists)
-        # 1-based list numbers seen+1 .. seen+len: those divisible by ``every`` are sampled.
-        return list(range(every - 1 - seen % every, len(lists), every))
-
-    def observe_diversity(self, value: float | None) -> None:
-        if value is not None:
-            self._diversity.append(value)
+        # 1-based list numbers seen+1 .. seen+len: those divisible by ``every`` are sampled;
+        # newest first, until as many figures as the window holds.
+        figures: list[float] = []
+        for position in reversed(range(every - 1 - seen % every, len(lists), every)):
+            if len(figures) == self._diversity.maxlen:
+                break
+            value = diversity(position)
+            if value is not None:
+                figures.append(value)
+        self._diversity.extend(reversed(figures))
 
     def figures(self, catalog: int) -> QualityFigures:
         listed = sum(1 for _, n in self._listed_counts.items() if n > 0)

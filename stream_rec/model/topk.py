@@ -29,6 +29,8 @@ SCRATCH_FLOATS = 1_000_000
 """Scores computed at once: a tile's users times its items stay under this (4 MB)."""
 USER_BLOCK = 256
 """Users of a tile when the items are tiled too (no session)."""
+SELECT_RUN = 64
+"""Items the selection counts at once before it looks at any one of them."""
 
 
 class SessionQuery(NamedTuple):
@@ -104,9 +106,15 @@ def _select(
 ) -> None:
     """Mask excluded items and merge each row's best into the user's k best so far
     (sorted; ties: lower index first). Row b is user ``first + b``; column c is item
-    ``offset + c``."""
+    ``offset + c``.
+
+    Each run of :data:`SELECT_RUN` items is first counted against the k-th best so far
+    (a loop the compiler vectorises); only a run that holds a better item is walked one
+    item at a time - after the first few runs of a row, hardly any.
+    """
     m, n = scores.shape
     k = top_items.shape[1]
+    full = n - n % SELECT_RUN
     for b in range(m):
         r = first + b
         for t in range(exclude_indptr[r], exclude_indptr[r + 1]):
@@ -114,17 +122,25 @@ def _select(
             if 0 <= c < n:
                 scores[b, c] = -np.inf
         worst = top_scores[r, k - 1]
-        for c in range(n):
-            s = scores[b, c]
-            if s > worst:
-                p = k - 1
-                while p > 0 and top_scores[r, p - 1] < s:
-                    top_scores[r, p] = top_scores[r, p - 1]
-                    top_items[r, p] = top_items[r, p - 1]
-                    p -= 1
-                top_scores[r, p] = s
-                top_items[r, p] = offset + c
-                worst = top_scores[r, k - 1]
+        for start in range(0, n, SELECT_RUN):
+            if start < full:
+                above = 0
+                for c in range(start, start + SELECT_RUN):
+                    if scores[b, c] > worst:
+                        above += 1
+                if above == 0:
+                    continue
+            for c in range(start, min(start + SELECT_RUN, n)):
+                s = scores[b, c]
+                if s > worst:
+                    p = k - 1
+                    while p > 0 and top_scores[r, p - 1] < s:
+                        top_scores[r, p] = top_scores[r, p - 1]
+                        top_items[r, p] = top_items[r, p - 1]
+                        p -= 1
+                    top_scores[r, p] = s
+                    top_items[r, p] = offset + c
+                    worst = top_scores[r, k - 1]
 
 
 def blended_scores(

@@ -17,10 +17,13 @@ neither part's scale decides the mix, and a user without a session gets pure fac
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import ThreadpoolController
 
 from stream_rec.model._jit import compiled
 from stream_rec.model.session import session_scores
@@ -247,13 +250,43 @@ def top_k(
     else:  # the blend needs whole rows
         block = max(1, min(m, SCRATCH_FLOATS // n))
         span = n
-    scratch = _aligned_zeros(1, block * min(span, n))[0]
-    for first in range(0, m, block):
-        stop = min(first + block, m)
-        for start in range(0, n, span):
-            end = min(start + span, n)
-            scores = scratch[: (stop - first) * (end - start)].reshape(stop - first, end - start)
-            np.matmul(users[first:stop], items[start:end].T, out=scores)
-            _blend_session(scores, session, first)
-            _select(scores, first, start, exclude_indptr, exclude_indices, top_items, top_scores)
+    blocks = list(range(0, m, block))
+    lanes = min(_LANES, len(blocks))
+
+    def lane(number: int) -> None:
+        # Every lane its own scratch, and its own users: their rows of the output.
+        scratch = _aligned_zeros(1, block * min(span, n))[0]
+        for first in blocks[number::lanes]:
+            stop = min(first + block, m)
+            for start in range(0, n, span):
+                end = min(start + span, n)
+                shape = (stop - first, end - start)
+                scores = scratch[: shape[0] * shape[1]].reshape(shape)
+                np.matmul(users[first:stop], items[start:end].T, out=scores)
+                _blend_session(scores, session, first)
+                _select(
+                    scores, first, start, exclude_indptr, exclude_indices, top_items, top_scores
+                )
+
+    if lanes == 1:
+        lane(0)
+    else:
+        # The lanes are the parallelism: each one's matmuls on one BLAS thread (BLAS's own
+        # threads on top of them made every call wait on the others).
+        pool, blas = _lanes()
+        with blas.limit(limits=1, user_api="blas"):
+            list(pool.map(lane, range(lanes)))
     return top_items, top_scores
+
+
+_LANES = max(1, min(4, os.cpu_count() or 1))
+"""Blocks of users scored at once, one thread each (matmul and selection release the GIL)."""
+_STARTED: list[tuple[ThreadPoolExecutor, ThreadpoolController]] = []
+
+
+def _lanes() -> tuple[ThreadPoolExecutor, ThreadpoolController]:
+    """The lanes' threads and the BLAS thread control, made on first use."""
+    if not _STARTED:
+        pool = ThreadPoolExecutor(_LANES, thread_name_prefix="top-k")
+        _STARTED.append((pool, ThreadpoolController()))
+    return _STARTED[0]

@@ -119,3 +119,22 @@ def test_with_a_session_the_list_follows_the_blended_scores(
         order = [int(i) for i in np.argsort(-full[r], kind="stable") if i not in excluded[r]]
         assert rows[r].tolist() == order[:10]
     np.testing.assert_allclose(scores, np.take_along_axis(full, rows, axis=1), rtol=1e-5)
+
+
+def test_lanes_give_the_lists_and_scores_of_one_lane_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blocks of users run in parallel lanes, each on one BLAS thread: the same bits as
+    one lane."""
+    rng = np.random.default_rng(9)
+    users = rng.normal(size=(1_100, 64)).astype(np.float32)  # 5 blocks of 256 users
+    items = rng.normal(size=(5_000, 64)).astype(np.float32)
+    bias = rng.normal(size=5_000).astype(np.float32)
+    excluded = [sorted(set(rng.integers(0, 5_000, 20).tolist())) for _ in range(1_100)]
+    results = []
+    for lanes in (1, 2, 3):
+        monkeypatch.setattr(topk, "_LANES", lanes)
+        results.append(top_k(users, items, bias, *_csr(excluded), k=10))
+    for rows, scores in results[1:]:
+        assert np.array_equal(rows, results[0][0])
+        assert np.array_equal(scores, results[0][1])

@@ -2,6 +2,9 @@
 compiled pass per user that blends in the session scores, masks excluded items and
 selects the best k.
 
+Blocks of users are scored in parallel lanes, one thread per core (the matmul and the
+compiled passes release the GIL), with BLAS held to one thread inside each.
+
 The item bias rides in the matmul (a column of ones on the users' side, the biases on the
 items'), so no separate pass adds it. Without a session, tiles are
 :data:`USER_BLOCK` users by as many items as keep the tile under
@@ -18,6 +21,7 @@ neither part's scale decides the mix, and a user without a session gets pure fac
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -274,7 +278,7 @@ def top_k(
         # The lanes are the parallelism: each one's matmuls on one BLAS thread (BLAS's own
         # threads on top of them made every call wait on the others).
         pool, blas = _lanes()
-        with blas.limit(limits=1, user_api="blas"):
+        with _ONE_CALL_AT_A_TIME, blas.limit(limits=1, user_api="blas"):
             list(pool.map(lane, range(lanes)))
     return top_items, top_scores
 
@@ -282,11 +286,15 @@ def top_k(
 _LANES = max(1, min(4, os.cpu_count() or 1))
 """Blocks of users scored at once, one thread each (matmul and selection release the GIL)."""
 _STARTED: list[tuple[ThreadPoolExecutor, ThreadpoolController]] = []
+_ONE_CALL_AT_A_TIME = threading.Lock()
+"""Calls from several threads take the lanes in turn: each uses every core, and BLAS's
+thread count (which the lanes set and restore) is the process's."""
 
 
 def _lanes() -> tuple[ThreadPoolExecutor, ThreadpoolController]:
     """The lanes' threads and the BLAS thread control, made on first use."""
-    if not _STARTED:
-        pool = ThreadPoolExecutor(_LANES, thread_name_prefix="top-k")
-        _STARTED.append((pool, ThreadpoolController()))
-    return _STARTED[0]
+    with _ONE_CALL_AT_A_TIME:
+        if not _STARTED:
+            pool = ThreadPoolExecutor(_LANES, thread_name_prefix="top-k")
+            _STARTED.append((pool, ThreadpoolController()))
+        return _STARTED[0]

@@ -89,6 +89,10 @@ def test_metrics_used_by_the_dashboard_and_alerts_exist_and_move(
     )
     print(f"online hit rate@10: {hit_early:.3f} after 6k events, {hit_late:.3f} after 30k")
     assert hit_late > hit_early
+    # The counters behind the dashboard's hit rate: hits among the scored positives.
+    scored = _value(late, "stream_rec_online_positives_total")
+    assert scored > _value(early, "stream_rec_online_positives_total")
+    assert 0 < _value(late, "stream_rec_online_hits_total") < scored
     assert 0 < _value(late, "stream_rec_list_coverage_ratio") <= 1
     assert 0 < _value(late, "stream_rec_list_diversity") <= 1
     assert _value(late, "stream_rec_online_rating_rmse") > 0

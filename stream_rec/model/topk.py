@@ -183,23 +183,14 @@ def _blend_session(
         )
 
 
-def _with_ones(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """``vectors`` with a column of ones after them (it takes up the items' biases), then
-    zeros up to a multiple of 8 columns."""
-    out = _aligned_zeros(vectors.shape[0], _padded(vectors.shape[1]))
-    out[:, : vectors.shape[1]] = vectors
-    out[:, vectors.shape[1]] = 1.0
-    return out
-
-
-def _with_bias(
-    vectors: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]
+def _with_column(
+    vectors: npt.NDArray[np.float32], column: npt.NDArray[np.float32] | float
 ) -> npt.NDArray[np.float32]:
-    """``vectors`` with a column of their biases after them, then zeros up to a multiple
-    of 8 columns."""
+    """``vectors`` with one more column after them (the items' biases on their side, ones
+    on the users', to take them up), then zeros up to a multiple of 8 columns."""
     out = _aligned_zeros(vectors.shape[0], _padded(vectors.shape[1]))
     out[:, : vectors.shape[1]] = vectors
-    out[:, vectors.shape[1]] = bias
+    out[:, vectors.shape[1]] = column
     return out
 
 
@@ -247,7 +238,7 @@ def top_k(
     top_scores = np.full((m, k), -np.inf, np.float32)
     if n == 0 or m == 0:
         return top_items, top_scores
-    users, items = _with_ones(user_vectors), _with_bias(item_vectors, item_bias)
+    users, items = _with_column(user_vectors, 1.0), _with_column(item_vectors, item_bias)
     if session is None:
         block = min(m, USER_BLOCK)
         span = max(1, SCRATCH_FLOATS // block)

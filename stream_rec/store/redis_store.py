@@ -57,53 +57,64 @@ end
 return redis.call('LRANGE', KEYS[1], known, -1)
 """
 # KEYS: a shard's users, user-events and versions hashes and its watermark; ARGV: the
-# shard's tag, then entries in generation order, each its generation, its field count
-# and its fields (see _shard_changes). An entry at or below the watermark was applied
-# already: it is skipped.
+# shard's tag, then its outbox entries in generation order, each framed as in the outbox
+# (see _frame): its generation, then its fields (see _shard_changes). An entry at or below
+# the watermark was applied already: it is skipped. One argument an entry, not one a field:
+# redis-py packed a commit's hundred thousand fields one by one in Python.
 _APPLY = """
 local tag = ARGV[1]
-local function apply(j)
-  local n = tonumber(ARGV[j]); j = j + 1
+local function unframe(blob)
+  local n = struct.unpack('<I4', blob)
+  local fields, at = {}, 5 + 4 * n
+  for f = 1, n do
+    local length = struct.unpack('<I4', blob, 1 + 4 * f)
+    fields[f] = string.sub(blob, at, at + length - 1)
+    at = at + length
+  end
+  return fields
+end
+local function apply(a)
+  local j = 2
+  local n = tonumber(a[j]); j = j + 1
   for _ = 1, n do
-    redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1])
-    redis.call('HSET', KEYS[2], ARGV[j], ARGV[j + 2])
+    redis.call('HSET', KEYS[1], a[j], a[j + 1])
+    redis.call('HSET', KEYS[2], a[j], a[j + 2])
     j = j + 3
   end
-  n = tonumber(ARGV[j]); j = j + 1
+  n = tonumber(a[j]); j = j + 1
   for _ = 1, n do
-    redis.call('HSET', KEYS[3], ARGV[j], ARGV[j + 1]); j = j + 2
+    redis.call('HSET', KEYS[3], a[j], a[j + 1]); j = j + 2
   end
-  local cap = tonumber(ARGV[j]); n = tonumber(ARGV[j + 1]); j = j + 2
+  local cap = tonumber(a[j]); n = tonumber(a[j + 1]); j = j + 2
   for _ = 1, n do
-    local key = tag .. ':seen:' .. ARGV[j]
-    local last = j + 1 + tonumber(ARGV[j + 1]); j = j + 2
+    local key = tag .. ':seen:' .. a[j]
+    local last = j + 1 + tonumber(a[j + 1]); j = j + 2
     while j <= last do
       local upto = math.min(j + 999, last)
-      redis.call('RPUSH', key, unpack(ARGV, j, upto))
+      redis.call('RPUSH', key, unpack(a, j, upto))
       j = upto + 1
     end
     redis.call('LTRIM', key, -cap, -1)
   end
-  local ttl = tonumber(ARGV[j]); n = tonumber(ARGV[j + 1]); j = j + 2
+  local ttl = tonumber(a[j]); n = tonumber(a[j + 1]); j = j + 2
   for _ = 1, n do
-    local key = tag .. ':rec:' .. ARGV[j]
+    local key = tag .. ':rec:' .. a[j]
     if ttl > 0 then
-      redis.call('SET', key, ARGV[j + 1], 'EX', ttl)
+      redis.call('SET', key, a[j + 1], 'EX', ttl)
     else
-      redis.call('SET', key, ARGV[j + 1])
+      redis.call('SET', key, a[j + 1])
     end
     j = j + 2
   end
 end
 local applied = tonumber(redis.call('GET', KEYS[4]) or '0')
-local i = 2
-while i <= #ARGV do
-  local generation = tonumber(ARGV[i])
+for i = 2, #ARGV do
+  local entry = unframe(ARGV[i])
+  local generation = tonumber(entry[1])
   if generation > applied then
-    apply(i + 2)
+    apply(entry)
     applied = generation
   end
-  i = i + 2 + tonumber(ARGV[i + 1])
 end
 redis.call('SET', KEYS[4], applied)
 return applied
@@ -282,13 +293,13 @@ class RedisStore:
                     pipe.multi()
                     self._queue_shared_writes(pipe, cp, model)
                     entries = {
-                        shard: [str(generation + 1).encode(), *fields]
+                        shard: _frame([str(generation + 1).encode(), *fields])
                         for shard, fields in changes.items()
                     }
                     for shard, entry in entries.items():
                         # The entries of earlier commits still pending there, then its own.
                         pipe.zrangebyscore(keys.outbox(shard), "-inf", generation)
-                        pipe.zadd(keys.outbox(shard), {_frame(entry): generation + 1})
+                        pipe.zadd(keys.outbox(shard), {entry: generation + 1})
                     trims = len(self._trim)
                     for shard, applied in self._trim.items():
                         pipe.zremrangebyscore(keys.outbox(shard), "-inf", applied)
@@ -310,7 +321,7 @@ class RedisStore:
         outboxes = replies[-1 - trims - 2 * len(entries) : -1 - trims]
         self._apply(
             {
-                shard: [*map(_unframe, outboxes[2 * n]), entry]
+                shard: [*map(_bytes, outboxes[2 * n]), entry]
                 for n, (shard, entry) in enumerate(entries.items())
             }
         )
@@ -324,24 +335,20 @@ class RedisStore:
             pipe.zrange(self.keys.outbox(shard), 0, -1)
         self._apply(
             {
-                shard: [_unframe(blob) for blob in framed]
+                shard: [_bytes(blob) for blob in framed]
                 for shard, framed in zip(shards, pipe.execute(), strict=True)
                 if framed
             }
         )
 
-    def _apply(self, pending: dict[int, list[list[bytes]]]) -> None:
-        """Run each shard's entries (each its fields, generation first, in generation
-        order) through the apply script; remember each shard's watermark, up to which the
-        next commit trims."""
+    def _apply(self, pending: dict[int, list[bytes]]) -> None:
+        """Run each shard's outbox entries (framed, in generation order) through the apply
+        script; remember each shard's watermark, up to which the next commit trims."""
         if not pending:
             return
         keys = self.keys
         calls: dict[str, tuple[Any, list[int]]] = {}  # node -> (its pipeline, its shards)
         for shard, framed in pending.items():
-            args: list[bytes | str] = [keys.shard(shard)]
-            for fields in framed:
-                args += [fields[0], str(len(fields) - 1), *fields[1:]]
             shard_keys = [
                 keys.users(shard),
                 keys.user_events(shard),
@@ -349,7 +356,7 @@ class RedisStore:
                 keys.applied(shard),
             ]
             pipe, shards = self._node_pipeline(shard_keys[0], calls)
-            pipe.eval(_APPLY, len(shard_keys), *shard_keys, *args)
+            pipe.eval(_APPLY, len(shard_keys), *shard_keys, keys.shard(shard), *framed)
             shards.append(shard)
         for pipe, shards in calls.values():
             try:
@@ -540,23 +547,13 @@ def _count_seen(fields: list[bytes]) -> int:
 
 
 def _frame(fields: list[bytes]) -> bytes:
-    """Fields as one byte string: their count and lengths (uint32 each), then the fields.
+    """Fields as one byte string: their count and lengths (uint32 each, little-endian),
+    then the fields; the apply script takes it apart.
 
-    >>> _unframe(_frame([b"7", b"", b"\\x00ab"]))
-    [b'7', b'', b'\\x00ab']
+    >>> _frame([b"7", b"ab"])
+    b'\\x02\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x02\\x00\\x00\\x007ab'
     """
     return struct.pack(f"<I{len(fields)}I", len(fields), *map(len, fields)) + b"".join(fields)
-
-
-def _unframe(blob: bytes | str) -> list[bytes]:
-    blob = _bytes(blob)
-    (n,) = struct.unpack_from("<I", blob)
-    lengths = struct.unpack_from(f"<{n}I", blob, 4)
-    fields, at = [], 4 + 4 * n
-    for length in lengths:
-        fields.append(blob[at : at + length])
-        at += length
-    return fields
 
 
 def _rows(records: dict[bytes, bytes], counts: dict[bytes, bytes]) -> TableRows:

@@ -483,13 +483,16 @@ class HybridModel:
         if (feats[:, :1] >= 0).all():
             sets = [frozenset(int(f) for f in row if f >= 0) for row in feats]
             pairs = [len(a & b) / len(a | b) for n, a in enumerate(sets) for b in sets[n + 1 :]]
-        else:
-            vectors = self.items.rows[rows, : self.k].astype(np.float64)
-            norms = np.linalg.norm(vectors, axis=1)
-            unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
-            cosine = unit @ unit.T
-            pairs = cosine[np.triu_indices(len(rows), 1)].tolist()
-        return 1.0 - float(np.mean(pairs))
+            return 1.0 - float(np.mean(pairs))
+        vectors = self.items.rows[rows, : self.k].astype(np.float64)
+        norms = np.linalg.norm(vectors, axis=1)
+        unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
+        # The pairs' cosines sum to (|sum of units|^2 - sum of |unit|^2) / 2: no n x n
+        # matrix (a zero vector's unit is zero, its cosines 0, as in the matrix).
+        n = len(rows)
+        total = unit.sum(axis=0)
+        pairs_sum = (float(total @ total) - float(np.einsum("ij,ij->", unit, unit))) / 2.0
+        return 1.0 - pairs_sum / (n * (n - 1) / 2)
 
     def version(self, user_row: int) -> int:
         """The version of the user's next list: its events applied plus its profile

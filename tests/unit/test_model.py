@@ -270,3 +270,18 @@ def test_the_ratings_kernel_gives_the_general_kernels_result_bit_for_bit() -> No
     np.testing.assert_array_equal(fast.users.view(), general.users.view())
     np.testing.assert_array_equal(fast.items.view(), general.items.view())
     assert fast.rating_stats == general.rating_stats
+
+
+def test_list_diversity_is_one_minus_the_mean_pairwise_cosine() -> None:
+    model = HybridModel(SMALL)
+    model.apply(_batch([("u", f"i{n}", CLICK, 1.0) for n in range(12)]))
+    rng = np.random.default_rng(3)
+    for size in (2, 3, 7, 12):
+        rows = rng.choice(12, size, replace=False).tolist()
+        vectors = model.items.rows[rows, : model.k].astype(np.float64)
+        vectors[0] = 0.0 if size == 7 else vectors[0]  # a zero vector: its cosines are 0
+        model.items.rows[rows[0], : model.k] = vectors[0]
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1), 1e-300)[:, None]
+        pairs = [float(unit[a] @ unit[b]) for a in range(size) for b in range(a + 1, size)]
+        assert model.list_diversity(rows) == pytest.approx(1.0 - np.mean(pairs), abs=1e-9)
+    assert model.list_diversity([4]) is None

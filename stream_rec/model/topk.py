@@ -38,6 +38,9 @@ USER_BLOCK = 256
 """Users of a tile when the items are tiled too (no session)."""
 SELECT_RUN = 64
 """Items the selection counts at once before it looks at any one of them."""
+LANE_MIN_USERS = 16
+"""Fewer users than this to each lane are scored in fewer lanes (a thread's hand-off costs
+about what scoring a few users over 10k items does)."""
 
 
 class SessionQuery(NamedTuple):
@@ -209,6 +212,17 @@ def _aligned_zeros(rows: int, columns: int) -> npt.NDArray[np.float32]:
     return view.reshape(rows, columns)
 
 
+def _balanced(m: int, block: int) -> int:
+    """Users per block, at most ``block``: as many blocks as a multiple of the lanes
+    (where there are users enough for each lane), so that no lane waits on the others."""
+    lanes = min(_LANES, m // LANE_MIN_USERS)
+    if lanes <= 1:
+        return block
+    count = -(-m // block)
+    count = -(-count // lanes) * lanes
+    return -(-m // count)
+
+
 def top_k(
     user_vectors: npt.NDArray[np.float32],
     item_vectors: npt.NDArray[np.float32],
@@ -245,6 +259,7 @@ def top_k(
     else:  # the blend needs whole rows
         block = max(1, min(m, SCRATCH_FLOATS // n))
         span = n
+    block = _balanced(m, block)
     blocks = list(range(0, m, block))
     lanes = min(_LANES, len(blocks))
 

@@ -127,7 +127,8 @@ def test_lanes_give_the_lists_and_scores_of_one_lane_bit_for_bit(
     """Blocks of users run in parallel lanes, each on one BLAS thread: the same bits as
     one lane."""
     rng = np.random.default_rng(9)
-    users = rng.normal(size=(1_100, 64)).astype(np.float32)  # 5 blocks of 256 users
+    # 1,100 users: 5 blocks of 256 in one lane, 6 of 184 in two or three.
+    users = rng.normal(size=(1_100, 64)).astype(np.float32)
     items = rng.normal(size=(5_000, 64)).astype(np.float32)
     bias = rng.normal(size=5_000).astype(np.float32)
     excluded = [sorted(set(rng.integers(0, 5_000, 20).tolist())) for _ in range(1_100)]
@@ -138,3 +139,20 @@ def test_lanes_give_the_lists_and_scores_of_one_lane_bit_for_bit(
     for rows, scores in results[1:]:
         assert np.array_equal(rows, results[0][0])
         assert np.array_equal(scores, results[0][1])
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+@pytest.mark.parametrize("m", [1, 15, 40, 200, 440, 1_000, 5_000])
+def test_blocks_split_the_users_evenly_among_the_lanes(
+    monkeypatch: pytest.MonkeyPatch, lanes: int, m: int
+) -> None:
+    monkeypatch.setattr(topk, "_LANES", lanes)
+    block = topk._balanced(m, 256)
+    count = -(-m // block)
+    assert block <= 256
+    used = min(lanes, m // topk.LANE_MIN_USERS)
+    if used > 1:
+        assert count % used == 0  # every lane gets as many blocks
+        assert count * block - m < count  # and the blocks are as even as can be
+    else:
+        assert block == 256

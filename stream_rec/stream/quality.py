@@ -17,6 +17,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from river.drift import ADWIN
@@ -109,13 +110,22 @@ class OnlineQuality:
         for user, items in lists:
             last[user] = items
         # Only the newest ``list_window`` lists stay in the coverage window: the older ones
-        # would leave it again within this call.
+        # would leave it again within this call. The counts hold only listed items (> 0),
+        # added and taken away once a call (a Counter's subtract is a loop in Python).
         listed, counts = self._listed, self._listed_counts
-        for _, items in lists[max(0, len(lists) - (listed.maxlen or 0)) :]:
-            if len(listed) == listed.maxlen:
-                counts.subtract(listed[0])
-            listed.append(items)
-            counts.update(items)
+        window = listed.maxlen or 0
+        kept = [items for _, items in lists[max(0, len(lists) - window) :]]
+        leaving: list[str] = []
+        for _ in range(max(0, len(listed) + len(kept) - window)):
+            leaving.extend(listed.popleft())
+        listed.extend(kept)
+        counts.update(chain.from_iterable(kept))
+        for item, n in Counter(leaving).items():
+            left = counts[item] - n
+            if left > 0:
+                counts[item] = left
+            else:
+                del counts[item]
         seen, every = self._lists_seen, self._diversity_every
         self._lists_seen += len(lists)
         # 1-based list numbers seen+1 .. seen+len: those divisible by ``every`` are sampled;
@@ -130,7 +140,7 @@ class OnlineQuality:
         self._diversity.extend(reversed(figures))
 
     def figures(self, catalog: int) -> QualityFigures:
-        listed = sum(1 for _, n in self._listed_counts.items() if n > 0)
+        listed = len(self._listed_counts)
         return QualityFigures(
             hit_rate=_mean(self._hits),
             ndcg=_mean(self._gains),

@@ -40,6 +40,10 @@ def test_batches_of_lists_give_the_figures_of_one_list_at_a_time(
     for entry in lists:
         single.observe_lists([entry], diversity([entry]))
     assert whole.figures(30) == single.figures(30)
+    # Coverage: the distinct items of the window's 7 newest lists, over the catalogue.
+    window = [items for _, items in lists[-7:]]
+    coverage = len({i for items in window for i in items}) / 30 if window else None
+    assert whole.figures(30).coverage == coverage
     # Each user's last list is what the next positive is scored against.
     assert whole.observe_positives(["u1", "u2"], ["i1", "i2"]) == single.observe_positives(
         ["u1", "u2"], ["i1", "i2"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import DefaultPartitioner, murmur2
 
 from stream_rec.config import KafkaSettings, TopicSettings, WorkerSettings
 from stream_rec.stream.records import DeliveryFailed, Headers
@@ -16,10 +18,43 @@ log = logging.getLogger(__name__)
 _FETCH_OVERHEAD = 64 * 1024
 
 
+# kafka-python ships no type information: its partitioner base is Any to mypy.
+class KeyedPartitioner(DefaultPartitioner):  # type: ignore[misc]
+    """kafka-python's default placement of a keyed record (murmur2 of the key over all the
+    topic's partitions, as the Java client places it), with each key's hash remembered:
+    the pure-Python murmur2 and the partition lists built per record were a fifth of the
+    cost of sending a list. Records without a key are placed as by the default."""
+
+    def partition(
+        self,
+        topic: str,
+        key: Any,
+        serialized_key: bytes | None,
+        value: Any,
+        serialized_value: bytes | None,
+        cluster: Any,
+    ) -> int:
+        partitions = None if serialized_key is None else cluster.partitions_for_topic(topic)
+        if not partitions or serialized_key is None:
+            placed: int = super().partition(
+                topic, key, serialized_key, value, serialized_value, cluster
+            )
+            return placed
+        ordered: list[int] = sorted(partitions)
+        return ordered[_key_hash(bytes(serialized_key)) % len(ordered)]
+
+
+@lru_cache(maxsize=1 << 20)
+def _key_hash(key: bytes) -> int:
+    hashed: int = murmur2(key) & 0x7FFFFFFF
+    return hashed
+
+
 def make_producer(kafka: KafkaSettings, topics: TopicSettings, **extra: Any) -> KafkaProducer:
     """An idempotent producer (acks=all) that can carry the largest event to dead letters."""
     options: dict[str, Any] = {
         **kafka.client_options(),
+        "partitioner": KeyedPartitioner(),
         "acks": "all",
         # Set explicitly: kafka-python 3 defaults it on and silently drops it on conflicts.
         "enable_idempotence": True,

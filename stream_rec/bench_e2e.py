@@ -316,15 +316,21 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
         alone = _wait_applied(store, workers, joins_at, timeout=600.0)
         first_alone = _hits(ports[0])
         add_worker()
-        both = _wait_applied(
-            store,
-            workers,
-            w.events,
-            timeout=600.0,
-            ready=lambda: all(_holds_partitions(port, events_topic) for port in ports),
-        )
+        at_start: list[list[float]] = []
+
+        def both_hold() -> bool:
+            if not all(_holds_partitions(port, events_topic) for port in ports):
+                return False
+            at_start.append([_consumed(port) for port in ports])
+            return True
+
+        both = _wait_applied(store, workers, w.events, timeout=600.0, ready=both_hold)
         hit_rate = _hit_rate([_hits(port) for port in ports], [first_alone, (0.0, 0.0)])
         merged = _gauge(ports[0], "stream_rec_merged_commits_total")
+        shares = [
+            round(_consumed(port) - before)
+            for port, before in zip(ports, at_start[0] if at_start else [0.0, 0.0], strict=True)
+        ]
         for worker in workers:
             worker.stop(timeout=30.0)
     finally:
@@ -340,6 +346,7 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
                 round(pair_rate / alone_rate, 2) if pair_rate and alone_rate else None
             ),
             "merged_commits_of_the_first": merged,
+            "events_consumed_by_each_on_the_clock": shares,
         },
         hit_rate,
     )
@@ -348,6 +355,11 @@ def _two_workers(stack: ExitStack, env: dict[str, str], workdir: Path, w: Worklo
 def _joins_at(w: Workload) -> int:
     """Events applied before the second of two workers is started."""
     return int(w.events * w.second_joins_at)
+
+
+def _consumed(metrics_port: int) -> float:
+    """Events-topic messages a worker has read so far."""
+    return _gauge(metrics_port, "stream_rec_events_consumed_total") or 0.0
 
 
 def _hits(metrics_port: int) -> tuple[float, float]:

@@ -11,7 +11,8 @@ Sections:
 - ``processor``: the worker's own cost, without Kafka or Redis: events/s of
   :meth:`BatchProcessor.process` on the end-to-end workload's first events, in batches of
   the worker's default size, against the in-memory store and a sink that drops the
-  lists, and the seconds of each stage.
+  lists, and the seconds of each stage; and (``small_batches``) the cost of an event by
+  stage in batches of 500 with a commit every 20, as at 10k events/s offered.
 - ``e2e``, ``redis`` and ``quality``: the whole pipeline on real Kafka and Redis, see
   :mod:`stream_rec.bench_e2e`.
 - ``http``: the API with a worker running (:mod:`stream_rec.api.bench`): GET p50/p99 and
@@ -250,9 +251,18 @@ class _DroppingSink:
 
 _WARMUP_EVENTS = 2_000
 """The processor section's first batch, which compiles the kernels and is not timed."""
+SMALL_BATCH_EVENTS = 500
+"""Batches as the worker makes them at 10k events/s offered (they close 50 ms after their
+first record in the end-to-end freshness phase)..."""
+SMALL_BATCH_COMMIT_EVERY = 20
+"""...and a commit every 20 of them (``COMMIT_INTERVAL_SECONDS`` = 1)."""
 
 
 def bench_processor(quick: bool, _log: Callable[[str], None]) -> dict[str, Any]:
+    """The worker's own cost on the end-to-end workload's first events: in batches of the
+    worker's default size (a backlog), then, on a model warmed on the first half, in
+    batches as small as at 10k events/s offered (``small_batches``: microseconds an
+    event by stage)."""
     w = _e2e_workload(quick)
     n = 50_000 if quick else 200_000
     batch = w.batch_max_events
@@ -260,40 +270,79 @@ def bench_processor(quick: bool, _log: Callable[[str], None]) -> dict[str, Any]:
         Record("events", key, value, e % w.partitions, e // w.partitions, 0)
         for e, (key, value) in enumerate(prefill_messages(w, n))
     ]
-    registry = CollectorRegistry()
-    metrics = WorkerMetrics(registry)
-
-    def stage_seconds() -> dict[str, float]:
-        return {
-            stage: registry.get_sample_value("stream_rec_stage_seconds_total", {"stage": stage})
-            or 0.0
-            for stage in metrics.stage_seconds
-        }
-
-    processor = BatchProcessor(
-        HybridModel(ModelParams(factors=w.factors)),
-        MemoryStore(),
-        _DroppingSink(),
-        OutputTopics("recommendations", "dead-letter"),
-        metrics,
-        max_event_bytes=WorkerSettings().max_event_bytes,
-        model_name="bench",
-        stop=threading.Event(),
+    large = _ProcessorRun(w)
+    large.process(records[:_WARMUP_EVENTS])  # compiles the kernels; not timed
+    seconds, stages = large.timed(records[_WARMUP_EVENTS:], batch, commit_every=1)
+    small = _ProcessorRun(w)
+    half = n // 2
+    for first in range(0, half, 10_000):  # a model that has seen users and items
+        small.process(records[first : first + 10_000])
+    tail = records[half:]
+    small_seconds, small_stages = small.timed(
+        tail, SMALL_BATCH_EVENTS, commit_every=SMALL_BATCH_COMMIT_EVERY
     )
-    processor.process(records[:_WARMUP_EVENTS])  # compiles the kernels; not timed
-    before = stage_seconds()
-    started = time.perf_counter()
-    for first in range(_WARMUP_EVENTS, n, batch):
-        processor.process(records[first : first + batch])
-    seconds = time.perf_counter() - started
-    stages = {stage: round(t - before[stage], 3) for stage, t in stage_seconds().items()}
     return {
         "events": n - _WARMUP_EVENTS,
         "batch_events": batch,
         "events_per_s": round((n - _WARMUP_EVENTS) / seconds),
-        "stage_seconds": stages,
+        "stage_seconds": {stage: round(t, 3) for stage, t in stages.items()},
+        "small_batches": {
+            "events": len(tail),
+            "batch_events": SMALL_BATCH_EVENTS,
+            "commit_every_batches": SMALL_BATCH_COMMIT_EVERY,
+            "events_per_s": round(len(tail) / small_seconds),
+            "stage_us_per_event": {
+                stage: round(t / len(tail) * 1e6, 1) for stage, t in small_stages.items()
+            },
+        },
         "workload": "the e2e workload's first events, 2 partitions, in memory",
     }
+
+
+class _ProcessorRun:
+    """A :class:`BatchProcessor` on a fresh model, the in-memory store and a dropping sink."""
+
+    def __init__(self, w: Workload) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = WorkerMetrics(self.registry)
+        self.processor = BatchProcessor(
+            HybridModel(ModelParams(factors=w.factors)),
+            MemoryStore(),
+            _DroppingSink(),
+            OutputTopics("recommendations", "dead-letter"),
+            self.metrics,
+            max_event_bytes=WorkerSettings().max_event_bytes,
+            model_name="bench",
+            stop=threading.Event(),
+        )
+
+    def process(self, records: list[Record]) -> None:
+        self.processor.process(records)
+
+    def timed(
+        self, records: list[Record], batch: int, commit_every: int
+    ) -> tuple[float, dict[str, float]]:
+        """Seconds to process ``records`` in batches of ``batch``, committing every
+        ``commit_every`` batches and at the end, and the seconds of each stage."""
+        before = self._stage_seconds()
+        started = time.perf_counter()
+        for number, first in enumerate(range(0, len(records), batch), start=1):
+            self.processor.process(records[first : first + batch], commit=False)
+            if number % commit_every == 0:
+                self.processor.commit()
+        self.processor.commit()
+        seconds = time.perf_counter() - started
+        after = self._stage_seconds()
+        return seconds, {stage: after[stage] - before[stage] for stage in after}
+
+    def _stage_seconds(self) -> dict[str, float]:
+        return {
+            stage: self.registry.get_sample_value(
+                "stream_rec_stage_seconds_total", {"stage": stage}
+            )
+            or 0.0
+            for stage in self.metrics.stage_seconds
+        }
 
 
 def _e2e_workload(quick: bool) -> Workload:

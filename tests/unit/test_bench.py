@@ -13,3 +13,10 @@ def test_the_processor_section_times_every_batch_and_names_its_stages() -> None:
     assert set(figures["stage_seconds"]) == set(STAGES)
     # the stages that do the work were timed; poll and flush have nothing to wait for here
     assert all(figures["stage_seconds"][s] > 0 for s in ("decode", "model", "lists", "commit"))
+    # and in batches as small as at 10k events/s offered, on a model warmed on the first half
+    small = figures["small_batches"]
+    assert small["events"] == 25_000
+    assert (small["batch_events"], small["commit_every_batches"]) == (500, 20)
+    assert set(small["stage_us_per_event"]) == set(STAGES)
+    assert all(small["stage_us_per_event"][s] > 0 for s in ("decode", "model", "lists", "commit"))
+    assert small["events_per_s"] > 0

@@ -28,6 +28,7 @@ import datetime as dt
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,7 @@ from stream_rec.evaluation.movielens import load_ratings
 from stream_rec.evaluation.synthetic import SyntheticWorld
 from stream_rec.metrics import WorkerMetrics
 from stream_rec.model import EventKind, HybridModel, InteractionBatch, ModelParams, top_k
-from stream_rec.store import MemoryStore
+from stream_rec.store import Checkpoint, CommitOutcome, MemoryStore
 from stream_rec.stream.processor import BatchProcessor, OutputTopics
 from stream_rec.stream.records import Record
 
@@ -281,6 +282,7 @@ def bench_processor(quick: bool, _log: Callable[[str], None]) -> dict[str, Any]:
     small_seconds, small_stages = small.timed(
         tail, SMALL_BATCH_EVENTS, commit_every=SMALL_BATCH_COMMIT_EVERY
     )
+    written = small.store.written
     return {
         "events": n - _WARMUP_EVENTS,
         "batch_events": batch,
@@ -294,20 +296,42 @@ def bench_processor(quick: bool, _log: Callable[[str], None]) -> dict[str, Any]:
             "stage_us_per_event": {
                 stage: round(t / len(tail) * 1e6, 1) for stage, t in small_stages.items()
             },
+            "per_commit": {
+                f"{table}_{what}": round(total / written["commits", ""])
+                for (table, what), total in written.items()
+                if table != "commits"
+            },
         },
         "workload": "the e2e workload's first events, 2 partitions, in memory",
     }
+
+
+class _CountingStore(MemoryStore):
+    """The in-memory store, counting the rows and record bytes each table's commits
+    carry (what a commit would write to Redis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: Counter[tuple[str, str]] = Counter()
+
+    def commit(self, checkpoint: Checkpoint) -> CommitOutcome:
+        self.written["commits", ""] += 1
+        for table, rows in checkpoint.model.tables.items():
+            self.written[table, "rows"] += len(rows.ids)
+            self.written[table, "bytes"] += sum(map(len, rows.records))
+        return super().commit(checkpoint)
 
 
 class _ProcessorRun:
     """A :class:`BatchProcessor` on a fresh model, the in-memory store and a dropping sink."""
 
     def __init__(self, w: Workload) -> None:
+        self.store = _CountingStore()
         self.registry = CollectorRegistry()
         self.metrics = WorkerMetrics(self.registry)
         self.processor = BatchProcessor(
             HybridModel(ModelParams(factors=w.factors)),
-            MemoryStore(),
+            self.store,
             _DroppingSink(),
             OutputTopics("recommendations", "dead-letter"),
             self.metrics,

@@ -186,7 +186,7 @@ def run_e2e(w: Workload, out: Print) -> dict[str, Any]:
         out("  e2e: one worker in another group consumes them, on a 3-node Redis Cluster ...")
         cluster = _on_cluster(stack, env, workdir, w)
         out(f"  e2e: freshness at {w.offered_rate:,.0f} events/s for {w.freshness_seconds:.0f} s")
-        freshness = _freshness(settings, store, worker, w, w.events)
+        freshness = _freshness(settings, store, worker, metrics_port, w, w.events)
         worker.stop(timeout=30.0)
     one_rate = _rate(w.events, clock)
     return {
@@ -500,6 +500,7 @@ def _freshness(
     settings: Settings,
     store: RedisStore,
     worker: ChildProcess,
+    metrics_port: int,
     w: Workload,
     applied_before: int,
 ) -> dict[str, Any]:
@@ -511,6 +512,7 @@ def _freshness(
     n = int(w.offered_rate * w.freshness_seconds)
     columns = workload_columns(w, n, w.seed + 1, span_seconds=w.freshness_seconds)
     producer = make_producer(settings.kafka, settings.topics, linger_ms=1)
+    stages_before = _stages(metrics_port)
     started = time.perf_counter()
     phase_start = time.time()
     try:
@@ -526,6 +528,10 @@ def _freshness(
         producer.close()
     achieved = n / (time.perf_counter() - started)
     _wait_applied(store, [worker], applied_before + n, timeout=120.0)
+    stages = {
+        stage: round((seconds - stages_before.get(stage, 0.0)) / n * 1e6, 1)
+        for stage, seconds in _stages(metrics_port).items()
+    }
     delays = [
         record.timestamp / 1000.0 - float(orjson.loads(record.value)["event_ts"])
         for record in _read_from(consumer, ends)
@@ -539,6 +545,7 @@ def _freshness(
         "lists": len(delays),
         "p50_s": round(float(np.percentile(delays, 50)), 4),
         "p99_s": round(float(np.percentile(delays, 99)), 4),
+        "stage_us_per_event": stages,
     }
 
 

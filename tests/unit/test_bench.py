@@ -20,3 +20,7 @@ def test_the_processor_section_times_every_batch_and_names_its_stages() -> None:
     assert set(small["stage_us_per_event"]) == set(STAGES)
     assert all(small["stage_us_per_event"][s] > 0 for s in ("decode", "model", "lists", "commit"))
     assert small["events_per_s"] > 0
+    # what each commit carried: the items the batches stepped, each a whole record
+    per_commit = small["per_commit"]
+    assert 0 < per_commit["items_rows"] <= 10_000
+    assert per_commit["items_bytes"] > 1_000 * per_commit["items_rows"]  # neighbours included

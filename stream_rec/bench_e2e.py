@@ -12,12 +12,13 @@ joins. Measured:
 - sustained events/s of one worker of a third group whose state is on a local 3-node
   Redis Cluster, beside the one worker on one Redis, and the keys each node holds;
 - freshness at a fixed offered load: events produced at ``offered_rate`` events/s with
-  ``ts`` = the send time, against the Kafka timestamp of the list published after them;
+  ``ts`` = the send time, against the Kafka timestamp of the list published after them,
+  and the worker's microseconds an event by stage during that phase;
 - Redis memory per user and per item after the replay, against the raw float32 vector;
 - where the worker's time went (its ``stream_rec_stage_seconds_total`` by stage);
-- the online hit@10 at the end of the replay (``quality``: prequential recall@10), of the
-  one worker and of the two (theirs weighed by the events each consumed: each scores its
-  own users).
+- the online hit@10 (``quality``: prequential recall@10) from the point the second worker
+  starts to the end of the replay, of the one worker and of the two on the same events
+  (the pair's from both workers' hit and positive counters: each scores its own users).
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ class Workload:
     """The worker's ``WORKER__BATCH_MAX_EVENTS`` (its default)."""
     second_joins_at: float = 0.4
     """Share of the events the first of two workers applies alone before the second is
-    started (its start and the rebalance take another tenth or so; at one half the pair
-    had only the last fifth of the stream to show its rate on). Quality is compared on
-    the stream from there, one worker against two."""
+    started (its start, two state loads and the rebalance take about another quarter of
+    the events here; at one half the pair had only the last fifth of the stream to show
+    its rate on). Quality is compared on the stream from there, one worker against two."""
     seed: int = 1
 
 

@@ -144,6 +144,10 @@ class StateStore(Protocol):
     def load(self, layout: str) -> StateSnapshot:
         """Everything stored; raises :class:`StoreStateMismatch` if it has another layout."""
 
+    def check(self, layout: str) -> None:
+        """Raise :class:`StoreStateMismatch` if the stored state has another schema or
+        layout than ``layout`` (no rows are read)."""
+
     def claim(self, partitions: Sequence[str]) -> dict[str, int]:
         """Take over "topic:partition"s: a new epoch for each (any older claim is fenced)."""
 

@@ -48,10 +48,13 @@ class MemoryStore:
         if not self.available:
             raise StoreUnavailable("memory store marked unavailable")
 
-    def load(self, layout: str) -> StateSnapshot:
+    def check(self, layout: str) -> None:
         self.ping()
         if self._layout is not None and self._layout != layout:
             raise StoreStateMismatch(f"stored layout {self._layout} is not {layout}")
+
+    def load(self, layout: str) -> StateSnapshot:
+        self.check(layout)
         return StateSnapshot(
             model=ModelDelta(self._tables(TABLES), dict(self._globals)),
             seen={u: list(items) for u, items in self._seen.items()},

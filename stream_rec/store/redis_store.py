@@ -200,6 +200,9 @@ class RedisStore:
     def load(self, layout: str) -> StateSnapshot:
         return self._call(lambda: self._load(layout))
 
+    def check(self, layout: str) -> None:
+        self._call(lambda: self._meta(layout))
+
     def commit(self, checkpoint: Checkpoint) -> CommitOutcome:
         return self._call(lambda: self._commit(checkpoint))
 

@@ -220,6 +220,12 @@ class BatchProcessor:
         )
         return snapshot.offsets
 
+    def check_store(self) -> None:
+        """Stop (:class:`StoreStateMismatch`) if the store holds state of another schema or
+        model shape; the state itself is loaded once partitions are assigned."""
+        layout = self.model.layout
+        self._with_store(lambda: self._store.check(layout), "checking the stored state")
+
     def assign(self, partitions: Sequence[str]) -> dict[str, int]:
         """Claim ``partitions`` (fencing any earlier owner's writes) and return the stored
         next offset of each that has one, where the caller must resume."""

@@ -120,7 +120,10 @@ class TrainerWorker:
             list_ttl_seconds=worker.list_ttl_seconds,
             shared_refresh_seconds=worker.shared_refresh_seconds,
         )
-        self._processor.restore()
+        # The state is loaded when partitions are assigned (the model is in sync with no
+        # generation yet): loaded here as well, a worker joining a busy group loaded it
+        # twice, the second time because the others had committed meanwhile.
+        self._processor.check_store()
         consumer = self._retry(
             lambda: make_consumer(settings.kafka, worker, settings.topics),
             (KafkaError,),

@@ -99,7 +99,11 @@ def test_stats_sum_the_counters(store: StateStore) -> None:
 
 
 def test_state_of_another_layout_is_refused(store: StateStore) -> None:
+    store.check("another-layout")  # nothing stored yet: any model may start
     store.commit(_checkpoint(["u1"], ["i1"], 0, 1))
+    store.check(LAYOUT)
+    with pytest.raises(StoreStateMismatch):
+        store.check("another-layout")  # what a worker asks before it joins its group
     with pytest.raises(StoreStateMismatch):
         store.load("another-layout")
 

@@ -16,7 +16,7 @@ from stream_rec.evaluation.synthetic import SyntheticWorld
 from stream_rec.events import RecommendationMessage
 from stream_rec.metrics import WorkerMetrics
 from stream_rec.model import HybridModel, InteractionBatch, ModelParams
-from stream_rec.store import MemoryStore, StoreFenced
+from stream_rec.store import MemoryStore, StoreFenced, StoreStateMismatch
 from stream_rec.stream.processor import REASON_HEADER, SOURCE_HEADER, BatchProcessor, OutputTopics
 from stream_rec.stream.records import DeliveryFailed, MemorySink, Record
 
@@ -111,6 +111,30 @@ def test_batches_publish_at_once_and_commit_together() -> None:
     assert latest.version == 2  # the newer of u1's two lists
     assert proc.commit() == {}  # nothing new: nothing written
     assert store.commits == 1
+
+
+def test_a_worker_checks_the_store_at_start_and_loads_the_state_once_assigned() -> None:
+    store = MemoryStore()
+    first = _processor(store, MemorySink())
+    first.assign(["events:0"])
+    first.process([_event(0, "u1", "a"), _event(1, "u2", "b")])
+    joining = _processor(store, MemorySink())
+    joining.check_store()  # what start() does: no rows are loaded yet
+    assert len(joining.model.users) == 0
+    assert joining.assign(["events:0"]) == {"events:0": 2}
+    assert sorted(joining.model.users.ids) == ["u1", "u2"]  # loaded once, when assigned
+    other_shape = BatchProcessor(
+        HybridModel(ModelParams(factors=8)),
+        store,
+        MemorySink(),
+        TOPICS,
+        WorkerMetrics(CollectorRegistry()),
+        max_event_bytes=4096,
+        model_name="test",
+        stop=threading.Event(),
+    )
+    with pytest.raises(StoreStateMismatch):
+        other_shape.check_store()
 
 
 def test_versions_increase_across_batches_and_restarts() -> None:

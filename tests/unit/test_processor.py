@@ -28,9 +28,10 @@ def _processor(
     sink: MemorySink,
     stop: threading.Event | None = None,
     metrics: WorkerMetrics | None = None,
+    params: ModelParams | None = None,
 ) -> BatchProcessor:
     return BatchProcessor(
-        HybridModel(ModelParams(factors=4, top_k=3, negatives=4)),
+        HybridModel(params or ModelParams(factors=4, top_k=3, negatives=4)),
         store,
         sink,
         TOPICS,
@@ -123,16 +124,7 @@ def test_a_worker_checks_the_store_at_start_and_loads_the_state_once_assigned() 
     assert len(joining.model.users) == 0
     assert joining.assign(["events:0"]) == {"events:0": 2}
     assert sorted(joining.model.users.ids) == ["u1", "u2"]  # loaded once, when assigned
-    other_shape = BatchProcessor(
-        HybridModel(ModelParams(factors=8)),
-        store,
-        MemorySink(),
-        TOPICS,
-        WorkerMetrics(CollectorRegistry()),
-        max_event_bytes=4096,
-        model_name="test",
-        stop=threading.Event(),
-    )
+    other_shape = _processor(store, MemorySink(), params=ModelParams(factors=8))
     with pytest.raises(StoreStateMismatch):
         other_shape.check_store()
 
@@ -312,7 +304,7 @@ def test_any_interleaving_of_replays_and_duplicates_gives_the_deduplicated_state
     reference = HybridModel(ModelParams(factors=4, negatives=2))
     reference.apply(_batch_of(events))
     store = MemoryStore()
-    proc = _processor_with(store)
+    proc = _processor(store, MemorySink(), params=reference.params)
     log: list[Record] = []  # what the partition holds: every send, resends included
     position = 0
     while position < len(events) or data.draw(st.booleans()):
@@ -332,7 +324,7 @@ def test_any_interleaving_of_replays_and_duplicates_gives_the_deduplicated_state
         # loses the uncommitted ones, which the restart applies again.
         proc.process(log[start:], commit=data.draw(st.booleans()))
         if data.draw(st.booleans()):  # a crash and restart in between
-            proc = _processor_with(store)
+            proc = _processor(store, MemorySink(), params=reference.params)
             proc.restore()
         if position >= len(events) and not data.draw(st.booleans()):
             break
@@ -341,19 +333,6 @@ def test_any_interleaving_of_replays_and_duplicates_gives_the_deduplicated_state
     restored.restore(store.load(reference.layout).model, {})
     assert _state_bytes(restored) == _state_bytes(reference)
     assert store.stats().applied_events == len(events)
-
-
-def _processor_with(store: MemoryStore) -> BatchProcessor:
-    return BatchProcessor(
-        HybridModel(ModelParams(factors=4, negatives=2)),
-        store,
-        MemorySink(),
-        TOPICS,
-        WorkerMetrics(CollectorRegistry()),
-        max_event_bytes=4096,
-        model_name="t",
-        stop=threading.Event(),
-    )
 
 
 def _batch_of(events: list[dict[str, Any]]) -> InteractionBatch:

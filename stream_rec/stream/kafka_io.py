@@ -18,8 +18,7 @@ log = logging.getLogger(__name__)
 _FETCH_OVERHEAD = 64 * 1024
 
 
-# kafka-python ships no type information: its partitioner base is Any to mypy.
-class KeyedPartitioner(DefaultPartitioner):  # type: ignore[misc]
+class KeyedPartitioner(DefaultPartitioner):  # type: ignore[misc]  # untyped base
     """kafka-python's default placement of a keyed record (murmur2 of the key over all the
     topic's partitions, as the Java client places it), with the hashes of the recent keys
     remembered: the pure-Python murmur2 and the partition lists built per record cost
